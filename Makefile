@@ -1,0 +1,44 @@
+# One-stop settlement. `make run` and `make test` set themselves up on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/libs:$(CURDIR)
+SERVICES := eligibility basic insurer assistance backstop settlement
+
+.PHONY: run test demo docs bench bench-import chaos policy-check clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) -m deploy.run
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+demo: $(VENV)/.installed
+	$(PY) -m deploy.demo
+
+docs: $(VENV)/.installed
+	mkdir -p docs/asyncapi
+	for s in $(SERVICES); do \
+	  DATABASE_URL=postgresql://unused $(VENV)/bin/faststream docs gen --factory services.$$s.app:app --yaml --out docs/asyncapi/$$s.yaml || exit 1; \
+	done
+
+bench: $(VENV)/.installed
+	$(PY) -m deploy.bench
+
+bench-import: $(VENV)/.installed
+	$(PY) -m deploy.bench_import
+
+chaos: $(VENV)/.installed
+	$(PY) -m deploy.chaos
+
+policy-check: $(VENV)/.installed
+	$(PY) -m medsettle.policy $(FILE)
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .hypothesis docs/asyncapi bench-results

@@ -1,0 +1,848 @@
+"""``make bench``: the whole pipeline under load, on this one box.
+
+Starts (unless told where they are) the embedded broker and PostgreSQL, a
+fresh database, and the six services as separate processes, as ``make run``
+does. Registers a county (persons in every category, hospitals of every
+level), then measures:
+
+- throughput: answers per second on ``his.settlements`` over a window at
+  saturation (a producer that keeps a fixed number of claims in flight);
+- latency from publish on ``his.claims`` to the answer, p50/p99/p99.9, with an
+  open-loop paced producer at 25% and 50% of that throughput (measured from
+  each claim's scheduled send time, so a late producer counts against us);
+- the floor: as many messages through six bare consume-and-produce hops
+  (``deploy.bench_relay``, no database) on the same broker;
+- CPU and memory of each process (psutil) during the saturation window.
+
+Prints one table and writes it as JSON (``bench-results/bench.json``).
+``--seconds 5`` makes a quick run; ``--persons 1000000`` a province.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import ctypes
+import datetime as dt
+import os
+import platform
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from deploy.bench_population import Population
+from medsettle import topics
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("eligibility", "basic", "insurer", "assistance", "backstop", "settlement")
+HOPS = 6
+
+
+def hop_topics(run: str) -> list[str]:
+    """The floor's topics, new for each run (a reused broker keeps old ones)."""
+    return [f"bench.{run.lower()}.hop{n}" for n in range(HOPS + 1)]
+
+
+# ------------------------------------------------------------ infrastructure
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+async def fresh_database(server_url: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    connection = await asyncpg.connect(server_url)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return with_database(server_url, name)
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    from medsettle.embedded import ensure_topics
+
+    await ensure_topics(bootstrap, names, partitions)
+
+
+@dataclass
+class Infrastructure:
+    """The broker and the PostgreSQL server: given, or embedded and ours."""
+
+    bootstrap: str
+    server_url: str
+    broker_pid: int | None
+    postgres_pid: int | None
+    closers: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                close()
+
+
+def start_infrastructure(args: argparse.Namespace) -> Infrastructure:
+    from medsettle.embedded import EmbeddedBroker, EmbeddedPostgres
+
+    infra = Infrastructure(args.bootstrap or "", args.database_url or "", None, None)
+    try:
+        if not infra.bootstrap:
+            broker = EmbeddedBroker(log_path=Path(args.out).parent / "logs" / "broker.log")
+            Path(args.out).parent.joinpath("logs").mkdir(parents=True, exist_ok=True)
+            broker.start()
+            infra.closers.append(broker.stop)
+            infra.bootstrap = broker.bootstrap
+            infra.broker_pid = broker.process.pid if broker.process else None
+        if not infra.server_url:
+            postgres = EmbeddedPostgres()
+            postgres.start()
+            infra.closers.append(postgres.stop)
+            infra.server_url = postgres.url
+            infra.postgres_pid = postgres.server.get_pid()
+    except BaseException:
+        infra.close()
+        raise
+    return infra
+
+
+# ----------------------------------------------------------------- processes
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the bench dies, however it dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Processes:
+    """Child processes we start (services, relays); stopped by their id."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.children: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True, preexec_fn=_die_with_parent)
+        log.close()
+        self.children[name] = child
+        return child
+
+    def check(self) -> None:
+        for name, child in self.children.items():
+            if child.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited with {child.returncode}:\n{tail}")
+
+    def stop(self, names: list[str] | None = None, timeout: float = 25.0) -> None:
+        chosen = [n for n in (names or list(self.children)) if n in self.children]
+        for name in chosen:
+            if self.children[name].poll() is None:
+                self.children[name].send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name in chosen:
+            child = self.children.pop(name)
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def service_env(bootstrap: str, database_url: str, args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(ROOT / "libs"), str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    env.update({
+        "PYTHONPATH": os.pathsep.join(paths),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "json",
+        "METRICS_PORT": "0",
+        "TOPIC_PARTITIONS": str(args.partitions),
+    })
+    return env
+
+
+class Sampler:
+    """CPU and peak memory of every process of the run, phase by phase."""
+
+    def __init__(self) -> None:
+        self.named: dict[str, Any] = {}  # name -> callable returning [psutil.Process]
+        self.me = psutil.Process()
+        self._start: dict[str, tuple[float, dict[int, float]]] = {}
+        self._peak: dict[str, float] = {}
+        self._task: asyncio.Task | None = None
+
+    def add(self, name: str, finder: Any) -> None:
+        self.named[name] = finder
+
+    def _processes(self, name: str) -> list[psutil.Process]:
+        try:
+            return list(self.named[name]())
+        except psutil.Error:
+            return []
+
+    @staticmethod
+    def _cpu(process: psutil.Process) -> float | None:
+        try:
+            times = process.cpu_times()
+            return times.user + times.system
+        except psutil.Error:
+            return None
+
+    def begin(self) -> None:
+        now = time.perf_counter()
+        self._peak = {}
+        for name in self.named:
+            cpus = {p.pid: c for p in self._processes(name) if (c := self._cpu(p)) is not None}
+            self._start[name] = (now, cpus)
+        self._task = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while True:
+            for name in self.named:
+                rss = 0
+                for process in self._processes(name):
+                    with contextlib.suppress(psutil.Error):
+                        rss += process.memory_info().rss
+                self._peak[name] = max(self._peak.get(name, 0), rss)
+            await asyncio.sleep(0.5)
+
+    async def end(self) -> dict[str, dict[str, float]]:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        now = time.perf_counter()
+        figures = {}
+        for name in self.named:
+            started, cpus = self._start.get(name, (now, {}))
+            used = 0.0
+            for process in self._processes(name):
+                cpu = self._cpu(process)
+                if cpu is not None:
+                    used += cpu - cpus.get(process.pid, 0.0)
+            figures[name] = {"cpu_percent": round(100 * used / max(now - started, 1e-9), 1),
+                             "rss_mib": round(self._peak.get(name, 0) / 2**20, 1)}
+        return figures
+
+
+def listener_pid(bootstrap: str) -> int | None:
+    """The process listening on a local ``host:port`` (a broker we were given)."""
+    port = int(bootstrap.rsplit(":", 1)[-1]) if bootstrap.rsplit(":", 1)[-1].isdigit() else None
+    with contextlib.suppress(psutil.Error, OSError):
+        for connection in psutil.net_connections(kind="tcp"):
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
+                return connection.pid
+    return None
+
+
+async def postmaster_pid(server_url: str) -> int | None:
+    """The postmaster of a local server we were given (``postmaster.pid`` in its data directory)."""
+    with contextlib.suppress(OSError, asyncpg.PostgresError, ValueError):
+        connection = await asyncpg.connect(server_url)
+        try:
+            folder = await connection.fetchval("SHOW data_directory")
+        finally:
+            await connection.close()
+        return int((Path(folder) / "postmaster.pid").read_text().split()[0])
+    return None
+
+
+def postgres_processes(postmaster: int | None) -> Any:
+    def find() -> list[psutil.Process]:
+        if postmaster is not None:
+            root = psutil.Process(postmaster)
+            return [root, *root.children(recursive=True)]
+        return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
+    return find
+
+
+def broker_processes(pid: int | None) -> Any:
+    def find() -> list[psutil.Process]:
+        if pid is not None:
+            return [psutil.Process(pid)]
+        return [p for p in psutil.process_iter(["name"]) if "tansu" in (p.info["name"] or "")]
+    return find
+
+
+# -------------------------------------------------------------------- driver
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest rank: the smallest value at or above ``q`` of the values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 1)) - 1))
+    return ordered[rank]
+
+
+class Cashier:
+    """The hospitals' side: sends claims, reads answers, times each claim."""
+
+    def __init__(self, bootstrap: str, population: Population, send_topic: str, answer_topic: str,
+                 seed: int, cancel_share: float) -> None:
+        self.bootstrap = bootstrap
+        self.population = population
+        self.send_topic = send_topic
+        self.answer_topic = answer_topic
+        self.rng = random.Random(seed)
+        self.cancel_share = cancel_share
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2,
+                                         max_batch_size=256 * 1024, max_request_size=8 * 1024 * 1024)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                         fetch_max_wait_ms=5, max_partition_fetch_bytes=8 * 1024 * 1024)
+        self.pending: dict[str, float] = {}  # claim_id -> scheduled send time
+        self.latencies: list[tuple[float, float]] = []  # (scheduled, latency)
+        self.hops: list[dict[str, float]] = []  # per answered claim: topic -> seconds after it was due
+        self.arrivals: list[float] = []
+        self.statuses: Counter[str] = Counter()
+        self.settled: list[tuple[str, str]] = []
+        self.unexpected = 0
+        self.send_failures = 0
+        self.arrived = asyncio.Event()
+        self.trace_topics: list[str] = []
+        self.seen: dict[str, dict[str, float]] = {}  # claim_id -> topic -> first arrival (``trace``)
+        self._reader: asyncio.Task | None = None
+        self._futures: list[asyncio.Future] = []
+
+    async def start(self) -> None:
+        await self.producer.start()
+        await self.consumer.start()
+        partitions = await self._partitions(self.answer_topic)
+        for topic in self.trace_topics:
+            partitions += await self._partitions(topic)
+        self.consumer.assign(partitions)
+        await self.consumer.seek_to_end(*partitions)
+        for tp in partitions:  # resolve the end offsets now, before anything is sent
+            await self.consumer.position(tp)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _partitions(self, topic: str) -> list[TopicPartition]:
+        for _ in range(100):
+            found = self.consumer.partitions_for_topic(topic)
+            if found:
+                return [TopicPartition(topic, p) for p in sorted(found)]
+            await self.consumer.topics()
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"topic {topic} has no partitions")
+
+    async def stop(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        await self.consumer.stop()
+        await self.producer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=50, max_records=5000)
+            now = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    body = orjson.loads(record.value)
+                    claim_id = body.get("claim_id")
+                    if record.topic != self.answer_topic:  # a stage on the way (``trace``)
+                        claim_id = claim_id or body.get("claim", {}).get("claim_id")
+                        if claim_id in self.pending:
+                            self.seen.setdefault(claim_id, {}).setdefault(record.topic, now)
+                        continue
+                    sent = self.pending.pop(claim_id, None)
+                    if sent is None:
+                        self.unexpected += 1
+                        continue
+                    self.latencies.append((sent, now - sent))
+                    if self.trace_topics:
+                        stages = self.seen.pop(claim_id, {})
+                        self.hops.append({t: stages[t] - sent for t in stages})
+                    self.arrivals.append(now)
+                    status = body.get("status") or "relayed"
+                    self.statuses[status] += 1
+                    if status == "settled" and len(self.settled) < 100_000:
+                        self.settled.append((claim_id, body["hospital_code"]))
+            if batch:
+                self.arrived.set()
+
+    async def send_one(self, scheduled: float) -> None:
+        if self.settled and self.rng.random() < self.cancel_share:
+            claim_id, hospital = self.settled.pop(self.rng.randrange(len(self.settled)))
+            body = self.population.cancel(claim_id, hospital)
+        else:
+            body = self.population.claim(self.rng)
+            claim_id = body["claim_id"]
+        self.pending[claim_id] = scheduled
+        self._futures.append(await self.producer.send(self.send_topic, orjson.dumps(body), key=claim_id.encode()))
+        if len(self._futures) >= 2000:
+            await self._reap()
+
+    async def _reap(self) -> None:
+        futures, self._futures = self._futures, []
+        for result in await asyncio.gather(*futures, return_exceptions=True):
+            if isinstance(result, BaseException):
+                self.send_failures += 1
+
+    def reset(self) -> None:
+        self.hops.clear()
+        self.seen.clear()
+        self.latencies.clear()
+        self.arrivals.clear()
+        self.statuses.clear()
+
+    async def probe(self, timeout: float) -> float:
+        """Send one claim at a time until one is answered: the system is up."""
+        deadline = time.monotonic() + timeout
+        started = time.perf_counter()
+        while time.monotonic() < deadline:
+            before = len(self.arrivals)
+            await self.send_one(time.perf_counter())
+            await self._reap()
+            for _ in range(20):
+                if len(self.arrivals) > before:
+                    return time.perf_counter() - started
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"no answer on {self.answer_topic} within {timeout:.0f} s")
+
+    async def saturate(self, seconds: float, warmup: float, in_flight: int, count: int | None = None) -> dict[str, Any]:
+        """Keep ``in_flight`` claims outstanding; answers per second counted
+        after ``warmup`` for ``seconds`` (or until ``count`` answers)."""
+        self.reset()
+        started = time.perf_counter()
+        window_start = started + warmup
+        window_end = window_start + seconds
+        while True:
+            now = time.perf_counter()
+            if now >= window_end:
+                break
+            if count is not None and now > window_start and self._in_window(window_start, now) >= count:
+                window_end = now
+                break
+            room = in_flight - len(self.pending)
+            if room > 0:
+                for _ in range(min(room, 500)):
+                    await self.send_one(time.perf_counter())
+                await asyncio.sleep(0)
+            else:
+                self.arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.arrived.wait(), 0.05)
+        await self._reap()
+        answered = self._in_window(window_start, window_end)
+        elapsed = window_end - window_start
+        statuses = dict(self.statuses)
+        await self.drain(60.0)
+        return {"answers": answered, "seconds": round(elapsed, 2), "per_second": round(answered / elapsed, 1),
+                "in_flight": in_flight, "statuses": statuses}
+
+    def _in_window(self, start: float, end: float) -> int:
+        """Answers that arrived between ``start`` and ``end`` (arrivals are in time order)."""
+        return bisect.bisect_right(self.arrivals, end) - bisect.bisect_left(self.arrivals, start)
+
+    async def paced(self, rate: float, seconds: float) -> dict[str, Any]:
+        """Open loop: claim i is due at ``t0 + i / rate`` whatever happened
+        before; latency is from that due time to the answer."""
+        self.reset()
+        t0 = time.perf_counter() + 0.05
+        total = int(rate * seconds)
+        sent = 0
+        while sent < total:
+            now = time.perf_counter()
+            while sent < total and t0 + sent / rate <= now:
+                await self.send_one(t0 + sent / rate)
+                sent += 1
+            if sent < total:
+                await asyncio.sleep(max(0.0, t0 + sent / rate - time.perf_counter()))
+        await self._reap()
+        lost = await self.drain(30.0)
+        latencies = [latency * 1000 for _, latency in self.latencies]
+        trace = {}
+        for topic in self.trace_topics:  # when each stage's output appeared, after the claim was due
+            offsets = [hop[topic] * 1000 for hop in self.hops if topic in hop]
+            trace[topic] = {"p50_ms": round(percentile(offsets, 0.5), 2), "p99_ms": round(percentile(offsets, 0.99), 2)}
+        return {
+            "rate": round(rate, 1), "sent": sent, "answered": len(latencies), "lost": lost,
+            "p50_ms": round(percentile(latencies, 0.50), 2),
+            "p99_ms": round(percentile(latencies, 0.99), 2),
+            "p999_ms": round(percentile(latencies, 0.999), 2),
+            "max_ms": round(max(latencies, default=float("nan")), 2),
+            "statuses": dict(self.statuses),
+            **({"trace": trace} if trace else {}),
+        }
+
+    async def drain(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        lost = len(self.pending)
+        self.pending.clear()
+        return lost
+
+
+# ---------------------------------------------------------------- the phases
+
+
+async def wait_for_table(database_url: str, table: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = await asyncpg.connect(database_url)
+            try:
+                if await connection.fetchval("SELECT to_regclass($1)", table):
+                    return
+            finally:
+                await connection.close()
+        except (OSError, asyncpg.PostgresError):
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{table} did not appear within {timeout:.0f} s (did eligibility start?)")
+
+
+async def count_rows(database_url: str, table: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return await connection.fetchval(f"SELECT count(*) FROM {table}")
+    finally:
+        await connection.close()
+
+
+async def register(bootstrap: str, database_url: str, population: Population, how: str, processes: Processes,
+                   timeout: float) -> float:
+    """Hospitals through their registry topic; persons through theirs, or, for
+    a province, straight through eligibility's repository upsert."""
+    started = time.perf_counter()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(topics.HOSPITALS, orjson.dumps(h), key=h["hospital_code"].encode())
+                   for h in population.hospitals]
+        if how == "topic":
+            for n in range(population.persons):
+                person = population.person(n)
+                futures.append(await producer.send(topics.PERSONS, orjson.dumps(person),
+                                                   key=person["person_id"].encode()))
+                if len(futures) >= 5000:
+                    await asyncio.gather(*futures)
+                    futures = []
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    if how == "repository":
+        await _register_through_repository(database_url, population)
+    deadline = time.monotonic() + timeout
+    while True:
+        processes.check()
+        persons = await count_rows(database_url, "eligibility.persons")
+        hospitals = await count_rows(database_url, "eligibility.hospitals")
+        if persons >= population.persons and hospitals >= len(population.hospitals):
+            return time.perf_counter() - started
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"registry: {persons} persons and {hospitals} hospitals after {timeout:.0f} s")
+        await asyncio.sleep(0.5)
+
+
+async def _register_through_repository(database_url: str, population: Population) -> None:
+    from medsettle.contract import Person
+    from services.eligibility import repository
+
+    connection = await asyncpg.connect(database_url, server_settings={"search_path": "eligibility,public"})
+    try:
+        chunk = 10_000
+        for start in range(0, population.persons, chunk):
+            persons = [Person.model_validate(population.person(n))
+                       for n in range(start, min(start + chunk, population.persons))]
+            async with connection.transaction():
+                await repository.upsert_persons(connection, persons)
+            if start and start % 200_000 == 0:
+                print(f"  registered {start:,} persons", file=sys.stderr)
+    finally:
+        await connection.close()
+
+
+async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str, Any]:
+    out = Path(args.out).parent
+    processes = Processes(out / "logs")
+    sampler = Sampler()
+    sampler.add("broker", broker_processes(infra.broker_pid or listener_pid(infra.bootstrap)))
+    sampler.add("postgres", postgres_processes(infra.postgres_pid or await postmaster_pid(infra.server_url)))
+    sampler.add("bench", lambda: [sampler.me])
+    population = Population(args.persons, seed=args.seed, run=uuid.uuid4().hex[:6].upper())
+    results: dict[str, Any] = {
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m deploy.bench", *sys.argv[1:]]),
+        "machine": {"cores": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+                    "python": platform.python_version()},
+        "config": {"persons": args.persons, "hospitals": len(population.hospitals), "partitions": args.partitions,
+                   "seconds": args.seconds, "latency_seconds": args.latency_seconds, "in_flight": args.in_flight},
+    }
+    await create_topics(infra.bootstrap, [*topics.ALL_TOPICS, *hop_topics(population.run)], args.partitions)
+    database_url = await fresh_database(infra.server_url)
+    env = service_env(infra.bootstrap, database_url, args)
+    profilers: list[subprocess.Popen] = []
+    try:
+        from medsettle.embedded import free_port
+
+        metrics: dict[str, str] = {}
+        for name in SERVICES:
+            port = free_port()
+            metrics[name] = f"http://127.0.0.1:{port}/metrics"
+            child = processes.start(name, [sys.executable, "-m", f"services.{name}"], {**env, "METRICS_PORT": str(port)})
+            sampler.add(name, lambda child=child: [psutil.Process(child.pid)])
+        await wait_for_table(database_url, "eligibility.persons", 60)
+        how = args.registry if args.registry != "auto" else ("topic" if args.persons <= 100_000 else "repository")
+        seconds = await register(infra.bootstrap, database_url, population, how, processes, timeout=1800)
+        results["registry"] = {"via": how, "seconds": round(seconds, 1)}
+        print(f"registered {args.persons:,} persons and {len(population.hospitals)} hospitals via {how} "
+              f"in {seconds:.1f} s", file=sys.stderr)
+
+        cashier = Cashier(infra.bootstrap, population, topics.CLAIMS, topics.SETTLEMENTS, args.seed, args.cancels)
+        if args.trace:
+            cashier.trace_topics = [topics.ELIGIBLE, topics.BASIC, topics.SERIOUS_ILLNESS, topics.ASSISTANCE,
+                                    topics.BACKSTOP]
+        await cashier.start()
+        try:
+            await cashier.probe(120)
+            processes.check()
+            print("pipeline answers; saturating", file=sys.stderr)
+            if args.profile:
+                profilers = start_profilers(processes, out, args.seconds + args.warmup)
+            before = await scrape(metrics)
+            sampler.begin()
+            throughput = await cashier.saturate(args.seconds, args.warmup, args.in_flight)
+            results["processes"] = await sampler.end()
+            results["batches"] = batches(before, await scrape(metrics))
+            results["throughput"] = throughput
+            for profiler in profilers:
+                profiler.wait()
+            print(f"throughput {throughput['per_second']:.0f}/s; pacing", file=sys.stderr)
+            processes.check()
+            results["latency"] = []
+            for share in args.shares:
+                rate = max(1.0, throughput["per_second"] * share / 100)
+                before = await scrape(metrics)
+                figures = await cashier.paced(rate, args.latency_seconds)
+                figures["share_percent"] = share
+                figures["batches"] = batches(before, await scrape(metrics))
+                results["latency"].append(figures)
+                print(f"at {share}% ({rate:.0f}/s): p99 {figures['p99_ms']} ms", file=sys.stderr)
+            results["unexpected_answers"] = cashier.unexpected
+            results["send_failures"] = cashier.send_failures
+        finally:
+            await cashier.stop()
+        processes.stop(list(SERVICES))
+
+        if not args.no_floor:
+            rates = {lat["share_percent"]: lat["rate"] for lat in results["latency"]}
+            results["floor"] = await floor(args, infra, population, processes, throughput["answers"],
+                                           sampler.named["broker"], rates)
+            ratio = throughput["per_second"] / max(results["floor"]["per_second"], 1e-9)
+            results["floor"]["pipeline_share_percent"] = round(100 * ratio, 1)
+    finally:
+        for profiler in profilers:
+            with contextlib.suppress(ProcessLookupError):
+                profiler.kill()
+        processes.stop()
+    return results
+
+
+async def floor(args: argparse.Namespace, infra: Infrastructure, population: Population, processes: Processes,
+                count: int, broker: Any, rates: dict[int, float]) -> dict[str, Any]:
+    """The same number of messages through six bare relay hops; then the
+    latency of those hops at the rates the pipeline was paced at."""
+    sampler = Sampler()
+    sampler.add("broker", broker)
+    env = service_env(infra.bootstrap, "", args)
+    hops = hop_topics(population.run)
+    names = []
+    for n in range(HOPS):
+        name = f"relay{n + 1}"
+        child = processes.start(name, [sys.executable, "-m", "deploy.bench_relay", "--bootstrap", infra.bootstrap,
+                                       "--source", hops[n], "--target", hops[n + 1]], env)
+        sampler.add(name, lambda child=child: [psutil.Process(child.pid)])
+        names.append(name)
+    sampler.add("bench", lambda: [sampler.me])
+    cashier = Cashier(infra.bootstrap, population, hops[0], hops[-1], args.seed + 1, 0.0)
+    await cashier.start()
+    try:
+        await cashier.probe(120)
+        sampler.begin()
+        figures = await cashier.saturate(args.seconds * 3, min(args.warmup, 2.0), args.in_flight, count=max(count, 1))
+        figures["processes"] = await sampler.end()
+        figures["latency"] = []
+        for share, rate in rates.items():
+            paced = await cashier.paced(rate, args.latency_seconds)
+            figures["latency"].append({"share_percent": share, **{k: v for k, v in paced.items() if k != "statuses"}})
+    finally:
+        await cashier.stop()
+        processes.stop(names)
+    figures.pop("statuses", None)
+    return figures
+
+
+METRIC = re.compile(r'^(settlement_batch_seconds_(?:sum|count)|settlement_messages_handled_total)'
+                    r'\{[^}]*topic="([^"]+)"[^}]*\} ([0-9.e+-]+)$', re.M)
+
+
+async def scrape(urls: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Each service's batch counters from its /metrics: name:topic:metric -> value."""
+    import httpx
+
+    found: dict[str, dict[str, float]] = {}
+    async with httpx.AsyncClient(timeout=5, follow_redirects=True) as client:
+        for name, url in urls.items():
+            try:
+                text = (await client.get(url)).text
+            except httpx.HTTPError:
+                continue
+            for metric, topic, value in METRIC.findall(text):
+                found.setdefault(f"{name} {topic}", {})[metric] = float(value)
+    return found
+
+
+def batches(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per stage and topic during the window: batches, their mean size and mean time."""
+    figures = {}
+    for key, values in after.items():
+        old = before.get(key, {})
+        count = values.get("settlement_batch_seconds_count", 0) - old.get("settlement_batch_seconds_count", 0)
+        if count <= 0:
+            continue
+        seconds = values.get("settlement_batch_seconds_sum", 0) - old.get("settlement_batch_seconds_sum", 0)
+        handled = values.get("settlement_messages_handled_total", 0) - old.get("settlement_messages_handled_total", 0)
+        figures[key] = {"batches": int(count), "mean_size": round(handled / count, 1),
+                        "mean_ms": round(1000 * seconds / count, 2)}
+    return figures
+
+
+def start_profilers(processes: Processes, out: Path, seconds: float) -> list[subprocess.Popen]:
+    """py-spy on every service for the saturation window (``--profile``)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    command = str(spy) if spy.exists() else "py-spy"
+    started = []
+    for name in SERVICES:
+        child = processes.children[name]
+        started.append(subprocess.Popen(
+            [command, "record", "--pid", str(child.pid), "--duration", str(int(seconds)), "--rate", "200",
+             "--nonblocking", "--format", "raw", "-o", str(out / f"profile-{name}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return started
+
+
+# -------------------------------------------------------------------- report
+
+
+def table(results: dict[str, Any]) -> str:
+    config = results["config"]
+    lines = [
+        f"one-stop settlement bench — {config['persons']:,} persons, {config['hospitals']} hospitals, "
+        f"{config['partitions']} partitions, {results['machine']['cores']} cores",
+        f"command: {results['command']}",
+        "",
+    ]
+    tp = results.get("throughput")
+    if tp:
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(tp["statuses"].items()))
+        lines.append(f"{'throughput at saturation':<34}{tp['per_second']:>9,.0f} claims/s   "
+                     f"({tp['answers']:,} answers in {tp['seconds']} s, {tp['in_flight']} in flight; {statuses})")
+    fl = results.get("floor")
+    if fl:
+        relays = sum(f["cpu_percent"] for n, f in fl.get("processes", {}).items() if n.startswith("relay"))
+        broker = fl.get("processes", {}).get("broker", {}).get("cpu_percent", float("nan"))
+        lines.append(f"{'floor: six bare hops, no database':<34}{fl['per_second']:>9,.0f} msgs/s     "
+                     f"(pipeline = {fl['pipeline_share_percent']}% of the floor; cpu: relays {relays:.0f}%, "
+                     f"broker {broker:.0f}%)")
+    for lat in (fl or {}).get("latency", []):
+        label = f"floor latency at {lat['rate']:,.0f}/s"
+        lines.append(f"{label:<34}p50 {lat['p50_ms']:>7.1f} ms   p99 {lat['p99_ms']:>7.1f} ms   "
+                     f"p99.9 {lat['p999_ms']:>7.1f} ms   max {lat['max_ms']:>7.1f} ms   "
+                     f"({lat['answered']:,} answered, {lat['lost']} lost)")
+    for lat in results.get("latency", []):
+        label = f"latency at {lat['share_percent']}% ({lat['rate']:,.0f}/s)"
+        lines.append(f"{label:<34}p50 {lat['p50_ms']:>7.1f} ms   p99 {lat['p99_ms']:>7.1f} ms   "
+                     f"p99.9 {lat['p999_ms']:>7.1f} ms   max {lat['max_ms']:>7.1f} ms   "
+                     f"({lat['answered']:,} answered, {lat['lost']} lost)")
+        for topic, figures in lat.get("trace", {}).items():
+            lines.append(f"{'  out of ' + topic:<34}p50 {figures['p50_ms']:>7.1f} ms   p99 {figures['p99_ms']:>7.1f} ms")
+    procs = results.get("processes")
+    if procs:
+        per_second = max((tp or {}).get("per_second", 0.0), 1e-9)
+        lines += ["", f"{'process (saturation window)':<34}{'cpu %':>9}{'rss MiB':>10}{'cpu ms/claim':>14}"]
+        for name, figures in procs.items():
+            lines.append(f"{name:<34}{figures['cpu_percent']:>9.1f}{figures['rss_mib']:>10.1f}"
+                         f"{figures['cpu_percent'] * 10 / per_second:>14.2f}")
+        total = sum(f["cpu_percent"] for f in procs.values())
+        lines.append(f"{'all':<34}{total:>9.1f}{'':>10}{total * 10 / per_second:>14.2f}")
+    if results.get("batches"):
+        lines += ["", f"{'stage batches (saturation window)':<48}{'batches':>9}{'mean size':>11}{'mean ms':>9}"]
+        for key, figures in results["batches"].items():
+            lines.append(f"{key:<48}{figures['batches']:>9}{figures['mean_size']:>11.1f}{figures['mean_ms']:>9.1f}")
+    return "\n".join(lines)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m deploy.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0, help="saturation window (default 60)")
+    parser.add_argument("--latency-seconds", type=float, default=None,
+                        help="length of each paced latency run (default: half the window, at least 5)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds at saturation before the window")
+    parser.add_argument("--persons", type=int, default=10_000, help="registered persons (default 10,000)")
+    parser.add_argument("--registry", choices=("auto", "topic", "repository"), default="auto",
+                        help="how persons are registered (auto: the topic up to 100,000, else the repository)")
+    parser.add_argument("--partitions", type=int, default=8, help="partitions of each topic")
+    parser.add_argument("--in-flight", type=int, default=3000, help="claims outstanding at saturation")
+    parser.add_argument("--shares", type=int, nargs="+", default=[25, 50], help="paced rates, % of throughput")
+    parser.add_argument("--cancels", type=float, default=0.01, help="share of sends that reverse a settled claim")
+    parser.add_argument("--seed", type=int, default=20240310)
+    parser.add_argument("--no-floor", action="store_true", help="skip the six-hop floor")
+    parser.add_argument("--profile", action="store_true", help="py-spy every service during the window")
+    parser.add_argument("--trace", action="store_true",
+                        help="also read every stage's topic: when each stage's output appears (latency runs)")
+    parser.add_argument("--bootstrap", default=os.environ.get("BENCH_KAFKA_BOOTSTRAP_SERVERS"),
+                        help="an existing broker (default: the embedded one)")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
+                        help="an existing PostgreSQL server; a fresh database is made on it (default: embedded)")
+    parser.add_argument("--out", default=str(ROOT / "bench-results" / "bench.json"))
+    args = parser.parse_args(argv)
+    if args.latency_seconds is None:
+        args.latency_seconds = max(5.0, args.seconds / 2)
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    infra = start_infrastructure(args)
+    try:
+        results = asyncio.run(run_bench(args, infra))
+    finally:
+        infra.close()
+    report = table(results)
+    print(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps({**results, "table": report}, option=orjson.OPT_INDENT_2))
+    print(f"\nwritten to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

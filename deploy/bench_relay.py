@@ -1,0 +1,73 @@
+"""One bare hop of the bench's floor: consume a topic, produce every record to
+the next one, commit the offsets after the broker confirmed. No database, no
+parsing: what the broker and the Kafka client cost for one stage.
+
+``python -m deploy.bench_relay --bootstrap HOST:PORT --source A --target B``
+(run by ``deploy.bench``, one process per hop, like the services).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+async def relay(bootstrap: str, source: str, target: str, group: str, max_records: int) -> None:
+    consumer = AIOKafkaConsumer(
+        source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+        auto_offset_reset="earliest", fetch_max_wait_ms=5, max_partition_fetch_bytes=8 * 1024 * 1024,
+        session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await producer.start()
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100, max_records=max_records)
+            if not batch:
+                continue
+            futures = [
+                await producer.send(target, record.value, key=record.key)
+                for records in batch.values()
+                for record in records
+            ]
+            await asyncio.gather(*futures)
+            await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--group", default=None)
+    parser.add_argument("--max-records", type=int, default=500)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("BENCH_RELAY_LOG", "WARNING"), format="%(asctime)s %(name)s %(message)s")
+    try:  # the same event loop as the services (medsettle.runtime.event_loop_factory)
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(relay(args.bootstrap, args.source, args.target, args.group or f"bench-relay-{args.source}",
+                         args.max_records))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,398 @@
+"""``make chaos``: claims settle while every service is killed at random.
+
+Runs the six services as real processes on an embedded broker and a fresh
+PostgreSQL database, sends claims for many people (each person's claims one
+after another, as a cashier does; some crossing thresholds and caps, some
+reversed), kills a random service with SIGKILL every few seconds (the
+supervisor restarts it) and restarts the broker once, losing every message in
+flight. A hospital that gets no answer resends the identical claim, as a real
+HIS would; eligibility re-drives stuck claims from PostgreSQL.
+
+At the end every claim must have exactly one final state, every person's
+accumulators must equal those of the same claims run through the pure layer
+functions in order, and the fund totals per layer must equal the sum of the
+one-bills. It prints
+``claims N, confirmed N, lost 0, duplicated 0, accumulator mismatches 0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from medsettle import topics
+from medsettle.accumulator import Counters
+from medsettle.contract import SettlementDocument, SettlementResult
+from medsettle.embedded import EmbeddedBroker, EmbeddedPostgres, ensure_topics
+from medsettle.pipeline import layer_functions
+from medsettle.policy import PolicyBook
+from medsettle.settings import ROOT, Settings
+
+from deploy.run import Supervisor
+
+LAYER_SERVICES = ["eligibility", "basic", "insurer", "assistance", "backstop", "settlement"]
+LEVELS = {"H3404210201": "township", "H3404210001": "county", "H3404000001": "city", "H3400000001": "province"}
+CATEGORY_MIX = [[], [], ["poverty_registered"], ["subsistence"], ["extreme_poverty"], ["monitored"],
+                ["poverty_registered", "subsistence"]]
+
+
+@dataclass
+class Claim:
+    body: dict[str, Any]
+    cancel: bool
+    answers: list[SettlementResult] = field(default_factory=list)
+
+    @property
+    def claim_id(self) -> str:
+        return self.body["claim_id"]
+
+
+@dataclass
+class Report:
+    claims: int
+    confirmed: int
+    lost: int
+    duplicated: int
+    mismatches: int
+    fund_mismatches: int
+    seconds: float
+    kills: int
+    details: list[str]
+    broker_restarts: int = 0
+
+    def line(self) -> str:
+        return (f"claims {self.claims}, confirmed {self.confirmed}, lost {self.lost}, "
+                f"duplicated {self.duplicated}, accumulator mismatches {self.mismatches}")
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == self.duplicated == self.mismatches == self.fund_mismatches == 0 and self.confirmed == self.claims
+
+
+def plan(persons: int, claims: int, seed: int) -> tuple[list[dict], dict[str, list[Claim]]]:
+    rng = random.Random(seed)
+    people = []
+    for n in range(persons):
+        person_id = f"340421{1950 + n % 50:04d}0101{n:04d}"
+        people.append({"person_id": person_id, "name": "参保人", "region": "340421",
+                       "coverage": [{"year": 2024, "paid": True}],
+                       "categories": [{"category": c, "valid_from": "2024-01-01", "valid_to": None}
+                                      for c in rng.choice(CATEGORY_MIX)],
+                       "blacklisted": False})
+    by_person: dict[str, list[Claim]] = defaultdict(list)
+    for n in range(claims):
+        person = people[n % persons]["person_id"]
+        hospital = rng.choice(list(LEVELS))
+        visit = rng.choices(["inpatient", "outpatient", "chronic_outpatient"], [6, 3, 1])[0]
+        big = rng.random() < 0.3
+        a = Decimal(rng.randint(20000, 90000) if big else rng.randint(100, 9000))
+        b = Decimal(rng.randint(0, 5000))
+        c = Decimal(rng.choice([0, 0, 300, 1200]))
+        items = [{"code": f"X{cat}1", "name": "项目", "category": cat, "quantity": "1", "unit_price": f"{amt:.2f}",
+                  "amount": f"{amt:.2f}", "limit_price": None} for cat, amt in (("A", a), ("B", b), ("C", c)) if amt > 0]
+        day = 1 + len(by_person[person])
+        body = {"type": "settle", "claim_id": f"{hospital}-2024-C{seed:03d}{n:06d}", "hospital_code": hospital,
+                "person_id": person, "visit_type": visit,
+                "admitted_on": f"2024-{1 + day % 12:02d}-01" if visit == "inpatient" else None,
+                "discharged_on": f"2024-{1 + day % 12:02d}-0{1 + rng.randint(1, 8)}", "referral": rng.random() < 0.5,
+                "injury": False, "diagnosis_codes": ["I63.900"], "items": items,
+                "submitted_at": "2024-03-10T10:00:00+08:00"}
+        by_person[person].append(Claim(body, cancel=rng.random() < 0.12))
+    return people, by_person
+
+
+class Hospitals:
+    """Every hospital's HIS at once: sends, resends, and reads the answers."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.answers: dict[str, list[SettlementResult]] = defaultdict(list)
+        self.arrived = asyncio.Event()
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=10000)
+        self.consumer = AIOKafkaConsumer(topics.SETTLEMENTS, bootstrap_servers=self.bootstrap, group_id=None,
+                                         auto_offset_reset="earliest", fetch_max_wait_ms=20)
+        await self.producer.start()
+        await self.consumer.start()
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.consumer is not None
+        while True:
+            try:
+                batch = await self.consumer.getmany(timeout_ms=200)
+            except Exception:  # noqa: BLE001 - the broker restarts under us
+                await asyncio.sleep(0.5)
+                continue
+            for records in batch.values():
+                for record in records:
+                    result = SettlementResult.from_json(record.value)
+                    self.answers[result.claim_id].append(result)
+            if batch:
+                self.arrived.set()
+
+    async def send(self, body: dict[str, Any]) -> None:
+        assert self.producer is not None
+        try:
+            await self.producer.send_and_wait(topics.CLAIMS, orjson.dumps(body), key=body["claim_id"].encode())
+        except Exception:  # noqa: BLE001 - the broker restarts: the resend covers it
+            pass
+
+    async def until(self, claim_id: str, statuses: set[str], since: int, resend: dict[str, Any],
+                    every: float, deadline: float) -> SettlementResult | None:
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            for answer in self.answers.get(claim_id, [])[since:]:
+                if answer.status in statuses:
+                    return answer
+            if time.monotonic() - last > every:
+                await self.send(resend)
+                last = time.monotonic()
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), 0.5)
+            except TimeoutError:
+                pass
+        return None
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        for client in (self.consumer, self.producer):
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.stop(), 10)
+                except Exception:  # noqa: BLE001
+                    pass
+
+
+async def drive_person(his: Hospitals, claims: list[Claim], deadline: float, resend_every: float) -> None:
+    for claim in claims:
+        await his.send(claim.body)
+        got = await his.until(claim.claim_id, {"settled", "rejected"}, 0, claim.body, resend_every, deadline)
+        if got is None or got.status != "settled" or not claim.cancel:
+            continue
+        cancel = {"type": "cancel", "claim_id": claim.claim_id, "hospital_code": claim.body["hospital_code"],
+                  "reason": "测试撤销"}
+        seen = len(his.answers[claim.claim_id])
+        await his.send(cancel)
+        # A resent cancel may be answered ALREADY_REVERSED while the first one is
+        # still on its way through the layers: the final answer is `reversed`.
+        await his.until(claim.claim_id, {"reversed"}, seen, cancel, resend_every, deadline)
+
+
+async def chaos_monkey(supervisor: Supervisor, broker: EmbeddedBroker, rng: random.Random, stop: asyncio.Event,
+                       every: tuple[float, float], restart_broker_after: float, partitions: int,
+                       chaos_seconds: float) -> tuple[int, int]:
+    """Kill a random service every ``every`` seconds and restart the broker once, for ``chaos_seconds``.
+
+    Then the monkey rests: whatever the kills left half-done must still come
+    out exactly once while the hospitals keep sending. Returns (kills, broker restarts)."""
+    kills, restarts, started = 0, 0, time.monotonic()
+    await asyncio.sleep(1.0)  # the first victim falls at once, mid-stream
+    supervisor.kill(rng.choice(LAYER_SERVICES))
+    kills += 1
+    while not stop.is_set() and time.monotonic() - started < chaos_seconds:
+        try:
+            await asyncio.wait_for(stop.wait(), rng.uniform(*every))
+            break
+        except TimeoutError:
+            pass
+        if not restarts and time.monotonic() - started > restart_broker_after:
+            print("chaos: restarting the broker (every message in flight is lost)", file=sys.stderr, flush=True)
+            broker.restart()
+            await ensure_topics(broker.bootstrap, topics.ALL_TOPICS, partitions)
+            restarts += 1
+            continue
+        supervisor.kill(rng.choice(LAYER_SERVICES))
+        kills += 1
+    return kills, restarts
+
+
+async def verify(database_url: str, by_person: dict[str, list[Claim]], his: Hospitals) -> Report:
+    c = await asyncpg.connect(database_url)
+    details: list[str] = []
+    try:
+        bills = {r["claim_id"]: r for r in await c.fetch("SELECT * FROM settlement.one_bills")}
+        documents = {r["claim_id"]: r["document"] for r in await c.fetch("SELECT claim_id, document FROM eligibility.claims")}
+        stored: dict[tuple[str, str, int], dict] = {}
+        for schema in ("basic", "insurer", "assistance", "backstop"):
+            for r in await c.fetch(f"SELECT person_id, year, state FROM {schema}.accumulators"):
+                stored[(schema, r["person_id"], r["year"])] = orjson.loads(r["state"])
+        layer_sums = {}
+        for schema, column in (("basic", "basic"), ("insurer", "serious_illness"), ("assistance", "assistance"),
+                               ("backstop", "backstop")):
+            layer_sums[column] = await c.fetchval(
+                f"SELECT coalesce(sum(amount), 0) FROM {schema}.layers WHERE status = 'settled'")
+        bill_sums = await c.fetchrow(
+            "SELECT coalesce(sum(basic),0) basic, coalesce(sum(serious_illness),0) serious_illness,"
+            " coalesce(sum(assistance),0) assistance, coalesce(sum(backstop),0) backstop"
+            " FROM settlement.one_bills WHERE status = 'settled'")
+    finally:
+        await c.close()
+
+    total = confirmed = lost = duplicated = 0
+    for claims in by_person.values():
+        for claim in claims:
+            total += 1
+            bill = bills.get(claim.claim_id)
+            wanted = "reversed" if claim.cancel else "settled"
+            answers = his.answers.get(claim.claim_id, [])
+            if bill is None or bill["status"] != wanted:
+                lost += 1
+                details.append(f"{claim.claim_id}: wanted {wanted}, database has {bill and bill['status']}")
+                continue
+            confirmed += 1
+            settled = {a.model_dump_json(exclude={"settled_at"}) for a in answers if a.status == "settled"}
+            if len(settled) > 1:
+                duplicated += 1
+                details.append(f"{claim.claim_id}: {len(settled)} different settled answers")
+
+    policies = PolicyBook(ROOT / "policies")
+    layers = layer_functions()
+    schema_of = {"basic": "basic", "insurer": "insurer", "assistance": "assistance", "backstop": "backstop"}
+    mismatches = 0
+    for person, claims in by_person.items():
+        expected: dict[str, Counters] = {name: kind() for name, _, kind in layers}
+        for claim in claims:
+            body = documents.get(claim.claim_id)
+            if body is None:
+                continue
+            document = SettlementDocument.from_json(body)
+            policy = policies.by_id(document.policy)
+            assert policy is not None
+            deltas = []
+            for name, apply, _ in layers:
+                outcome = apply(policy, document, expected[name])
+                deltas.append((name, outcome.delta))
+                document = outcome.document
+            for name, delta in deltas:
+                expected[name] = expected[name].add(delta)
+            if claim.cancel and bills.get(claim.claim_id) and bills[claim.claim_id]["status"] == "reversed":
+                for name, delta in deltas:
+                    expected[name] = expected[name].add(delta, -1)
+        for name, _, kind in layers:
+            got = kind.model_validate(stored.get((schema_of[name], person, 2024), {}))
+            if got != expected[name]:
+                mismatches += 1
+                details.append(f"{person[:6]}…{person[-4:]} {name}: stored {got!r} ≠ oracle {expected[name]!r}")
+    fund_mismatches = sum(1 for k, v in layer_sums.items() if v != bill_sums[k])
+    for k, v in layer_sums.items():
+        if v != bill_sums[k]:
+            details.append(f"fund {k}: layers {v} ≠ one-bills {bill_sums[k]}")
+    return Report(total, confirmed, lost, duplicated, mismatches, fund_mismatches, 0.0, 0, details)
+
+
+async def run_chaos(*, persons: int, claims: int, seed: int, database_url: str | None = None,
+                    kill_every: tuple[float, float] = (2.0, 5.0), restart_broker_after: float = 20.0,
+                    chaos_seconds: float = 120.0, timeout: float = 600.0, partitions: int = 4, log_dir: Path | None = None,
+                    echo: bool = False) -> Report:
+    from tests.harness import fresh_database  # the same helper the tests use
+
+    started = time.monotonic()
+    rng = random.Random(seed)
+    log_dir = log_dir or (ROOT / ".run")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    broker = EmbeddedBroker(log_path=log_dir / "chaos-broker.log").start()
+    postgres = None
+    if database_url is None:
+        postgres = EmbeddedPostgres().start()
+        database_url = postgres.url
+    url = await fresh_database(database_url, "chaos")
+    supervisor = Supervisor(echo=echo, grace_seconds=5)
+    his = Hospitals(broker.bootstrap)
+    stop = asyncio.Event()
+    try:
+        await ensure_topics(broker.bootstrap, topics.ALL_TOPICS, partitions)
+        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=url,
+                   PYTHONPATH=f"{ROOT / 'libs'}{os.pathsep}{ROOT}", LOG_LEVEL="WARNING", LOG_FORMAT="console",
+                   METRICS_PORT="0", STUCK_AFTER_SECONDS="6", STUCK_CHECK_SECONDS="1", PYTHONUNBUFFERED="1")
+        for name in LAYER_SERVICES:
+            supervisor.add(name, [sys.executable, "-m", f"services.{name}"], {**env, "CONSUMER_INSTANCE_ID": name})
+        await supervisor.start()
+        people, by_person = plan(persons, claims, seed)
+        await his.start()
+        for person in people:
+            await his.producer.send_and_wait(topics.PERSONS, orjson.dumps(person), key=person["person_id"].encode())  # type: ignore[union-attr]
+        for code, level in LEVELS.items():
+            record = {"hospital_code": code, "name": code, "region": "340421", "level": level,
+                      "designated": True, "suspended": False}
+            await his.producer.send_and_wait(topics.HOSPITALS, orjson.dumps(record), key=code.encode())  # type: ignore[union-attr]
+        await _wait_for_registry(url, len(people), len(LEVELS), deadline=time.monotonic() + 120)
+        deadline = time.monotonic() + timeout
+        monkey = asyncio.create_task(chaos_monkey(supervisor, broker, rng, stop, kill_every,
+                                                  restart_broker_after, partitions, chaos_seconds))
+        await asyncio.gather(*(drive_person(his, c, deadline, 12.0) for c in by_person.values()))
+        stop.set()
+        kills, restarts = await monkey
+        report = await verify(url, by_person, his)
+        report.kills, report.broker_restarts = kills, restarts
+        report.seconds = time.monotonic() - started
+        return report
+    finally:
+        stop.set()
+        await his.stop()
+        await supervisor.stop()
+        broker.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+async def _wait_for_registry(url: str, persons: int, hospitals: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            c = await asyncpg.connect(url)
+            try:
+                p = await c.fetchval("SELECT count(*) FROM eligibility.persons")
+                h = await c.fetchval("SELECT count(*) FROM eligibility.hospitals")
+            finally:
+                await c.close()
+            if p >= persons and h >= hospitals:
+                return
+        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, OSError):
+            pass
+        await asyncio.sleep(0.5)
+    raise RuntimeError("the registry did not reach eligibility")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--persons", type=int, default=200)
+    parser.add_argument("--claims", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--timeout", type=float, default=1200.0)
+    parser.add_argument("--chaos-seconds", type=float, default=120.0, help="how long services are killed for")
+    parser.add_argument("--kill-every", type=float, nargs=2, default=(2.0, 5.0), metavar=("MIN", "MAX"))
+    parser.add_argument("--echo", action="store_true", help="show the services' logs")
+    args = parser.parse_args(argv)
+    report = asyncio.run(run_chaos(persons=args.persons, claims=args.claims, seed=args.seed,
+                                   database_url=os.environ.get("DATABASE_URL"), timeout=args.timeout,
+                                   kill_every=tuple(args.kill_every), chaos_seconds=args.chaos_seconds,
+                                   restart_broker_after=30.0, echo=args.echo))
+    for line in report.details[:30]:
+        print(line)
+    print(f"{report.kills} kills, {report.broker_restarts} broker restart(s), {report.seconds:.0f} s")
+    print(report.line())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

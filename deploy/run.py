@@ -1,0 +1,182 @@
+"""``make run``: the whole system on this machine, no Docker.
+
+Starts an embedded Kafka-compatible broker on 127.0.0.1:9092 unless
+``KAFKA_BOOTSTRAP_SERVERS`` is set, an embedded PostgreSQL (data in
+``.run/pgdata``) unless ``DATABASE_URL`` is set, creates the topics, then runs
+every service as its own process with their logs interleaved line by line.
+A service that dies is restarted. Ctrl-C (or SIGTERM) stops everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medsettle.embedded import EmbeddedBroker, EmbeddedPostgres, ensure_topics
+from medsettle.settings import ROOT, Settings
+from medsettle.topics import ALL_TOPICS
+
+SERVICES = ["eligibility", "basic", "insurer", "assistance", "backstop", "settlement", "operations", "dashboard"]
+METRICS_PORTS = {name: 9101 + i for i, name in enumerate(SERVICES)}
+COLOURS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94]
+
+
+def available_services() -> list[str]:
+    return [s for s in SERVICES if (ROOT / "services" / s / "__main__.py").exists()]
+
+
+@dataclass
+class Child:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    colour: int
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    pump: asyncio.Task | None = field(default=None, repr=False)
+
+
+class Supervisor:
+    """Runs child processes, prefixes their output, restarts the ones that die."""
+
+    def __init__(self, *, echo: bool = True, restart: bool = True, grace_seconds: float = 10.0) -> None:
+        self.children: dict[str, Child] = {}
+        self.echo = echo
+        self.restart = restart
+        self.grace_seconds = grace_seconds
+        self.stopping = False
+        self._watch: asyncio.Task | None = None
+        self.lines: list[str] = []
+
+    def add(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self.children[name] = Child(name, command, env, COLOURS[len(self.children) % len(COLOURS)])
+
+    async def start(self) -> None:
+        for child in self.children.values():
+            await self._spawn(child)
+        self._watch = asyncio.create_task(self._watch_children())
+
+    async def _spawn(self, child: Child) -> None:
+        child.process = await asyncio.create_subprocess_exec(
+            *child.command, env=child.env, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+        )
+        child.started_at = time.monotonic()
+        child.pump = asyncio.create_task(self._pump(child, child.process))
+
+    async def _pump(self, child: Child, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        prefix = f"\x1b[{child.colour}m[{child.name:<11}]\x1b[0m " if sys.stdout.isatty() else f"[{child.name:<11}] "
+        while line := await process.stdout.readline():
+            text = line.decode("utf-8", "replace").rstrip()
+            self.lines.append(f"{child.name}: {text}")
+            del self.lines[:-2000]
+            if self.echo:
+                print(prefix + text, flush=True)
+
+    async def _watch_children(self) -> None:
+        while not self.stopping:
+            for child in self.children.values():
+                process = child.process
+                if process is None or process.returncode is None or self.stopping:
+                    continue
+                print(f"[supervisor ] {child.name} exited with {process.returncode}", flush=True)
+                if not self.restart:
+                    continue
+                child.restarts += 1
+                await asyncio.sleep(min(5.0, 0.5 * child.restarts) if time.monotonic() - child.started_at < 10 else 0.2)
+                if not self.stopping:
+                    await self._spawn(child)
+            await asyncio.sleep(0.2)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one child (the crash test); the watcher restarts it."""
+        process = self.children[name].process
+        if process is not None and process.returncode is None:
+            process.kill()
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        running = [c.process for c in self.children.values() if c.process and c.process.returncode is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in running)), self.grace_seconds)
+        except TimeoutError:
+            for process in running:
+                if process.returncode is None:
+                    process.kill()
+            await asyncio.gather(*(p.wait() for p in running))
+        await asyncio.gather(*(c.pump for c in self.children.values() if c.pump), return_exceptions=True)
+
+
+def service_env(settings: Settings, bootstrap: str, database_url: str, name: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        DATABASE_URL=database_url,
+        PYTHONPATH=f"{ROOT / 'libs'}{os.pathsep}{ROOT}",
+        METRICS_PORT=str(METRICS_PORTS.get(name, 0)),
+        CONSUMER_INSTANCE_ID=name,  # one process per service: a restarted one takes its partitions back at once
+        DASHBOARD_PORT=str(settings.dashboard_port),
+        PYTHONUNBUFFERED="1",
+    )
+    env.setdefault("LOG_FORMAT", "console")
+    env.update(extra)
+    return env
+
+
+async def main() -> int:
+    settings = Settings()
+    broker = postgres = None
+    supervisor = Supervisor()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not bootstrap:
+            run_dir = ROOT / ".run"
+            run_dir.mkdir(exist_ok=True)
+            broker = EmbeddedBroker(9092, log_path=run_dir / "broker.log").start()
+            bootstrap = broker.bootstrap
+            print(f"[supervisor ] embedded Kafka-compatible broker (Tansu) on {bootstrap}", flush=True)
+        database_url = os.environ.get("DATABASE_URL")
+        if not database_url:
+            postgres = EmbeddedPostgres(ROOT / ".run" / "pgdata").start()
+            database_url = postgres.url
+            print(f"[supervisor ] embedded PostgreSQL at {database_url}", flush=True)
+        await ensure_topics(bootstrap, ALL_TOPICS, settings.topic_partitions)
+        for name in available_services():
+            supervisor.add(name, [sys.executable, "-m", f"services.{name}"],
+                           service_env(settings, bootstrap, database_url, name))
+        await supervisor.start()
+        print(f"[supervisor ] {', '.join(supervisor.children)} started; dashboard on "
+              f"http://127.0.0.1:{settings.dashboard_port}; Ctrl-C stops everything", flush=True)
+        await stop.wait()
+        print("[supervisor ] stopping", flush=True)
+    finally:
+        await supervisor.stop()
+        if broker is not None:
+            broker.stop()
+        if postgres is not None:
+            postgres.stop()
+    return 0
+
+
+def run_dir() -> Path:
+    return ROOT / ".run"
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

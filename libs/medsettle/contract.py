@@ -1,0 +1,603 @@
+"""The public contract's messages (CONTRACT.md §3–§5) as pydantic v2 models.
+
+Amounts are ``Decimal`` yuan. On the wire they are decimal strings with two
+decimals; floats are refused so that no amount ever passes through binary
+floating point.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
+
+from medsettle.money import fen
+
+MAX_AMOUNT = Decimal("1000000000")  # 10^9 yuan: far above any real bill
+MAX_ITEMS = 5000
+
+
+def _decimal(value: Any, *, places: int | None, what: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        raise ValueError(f"{what} must be a decimal string such as \"12.50\"")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{what} {str(value)[:40]!r} is not a decimal number") from None
+    if not number.is_finite():
+        raise ValueError(f"{what} must be a finite number")
+    if number < 0:
+        raise ValueError(f"{what} may not be negative")
+    if number >= MAX_AMOUNT:
+        raise ValueError(f"{what} is implausibly large")
+    exponent = number.as_tuple().exponent
+    if places is not None and isinstance(exponent, int) and -exponent > places:
+        raise ValueError(f"{what} has more than {places} decimals")
+    return number
+
+
+def _plain(value: Any, places: int) -> Decimal | None:
+    """The common case, quickly: a decimal string within range and places
+    (``None`` for anything else, which ``_decimal`` then explains)."""
+    if type(value) is not str:
+        return None
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        return None
+    if number.is_finite() and 0 <= number < MAX_AMOUNT and number.as_tuple().exponent >= -places:  # type: ignore[operator]
+        return number
+    return None
+
+
+def _money(value: Any) -> Decimal:
+    number = _plain(value, 2)
+    return fen(number if number is not None else _decimal(value, places=2, what="amount"))
+
+
+def _quantity(value: Any) -> Decimal:
+    number = _plain(value, 4)
+    return number if number is not None else _decimal(value, places=4, what="quantity")
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money),
+    PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="json"),
+]
+Quantity = Annotated[
+    Decimal,
+    BeforeValidator(_quantity),
+    PlainSerializer(lambda d: f"{d.normalize():f}", return_type=str, when_used="json"),
+]
+# Amounts that we compute ourselves (may carry any sign internally, e.g. deltas).
+Amount = Annotated[
+    Decimal,
+    PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="json"),
+]
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Strict(BaseModel):
+    """Inbound messages: unknown fields are ignored, known ones are checked."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+
+VisitType = Literal["inpatient", "outpatient", "chronic_outpatient"]
+Level = Literal["village", "township", "county", "city", "province", "out_of_province"]
+Category = Literal["poverty_registered", "subsistence", "extreme_poverty", "monitored"]
+ItemCategory = Literal["A", "B", "C"]
+
+LEVELS: tuple[Level, ...] = ("village", "township", "county", "city", "province", "out_of_province")
+VISIT_TYPES: tuple[VisitType, ...] = ("inpatient", "outpatient", "chronic_outpatient")
+CATEGORIES: tuple[Category, ...] = ("poverty_registered", "subsistence", "extreme_poverty", "monitored")
+
+LEVEL_NAMES: dict[str, str] = {
+    "village": "村级",
+    "township": "乡镇级",
+    "county": "县级",
+    "city": "市级",
+    "province": "省级",
+    "out_of_province": "省外",
+}
+VISIT_NAMES: dict[str, str] = {"inpatient": "住院", "outpatient": "普通门诊", "chronic_outpatient": "慢性病门诊"}
+CATEGORY_NAMES: dict[str, str] = {
+    "poverty_registered": "建档立卡贫困人口",
+    "subsistence": "低保对象",
+    "extreme_poverty": "特困供养人员",
+    "monitored": "防返贫监测对象",
+}
+
+
+# --------------------------------------------------------------------- his.claims
+
+
+class Item(Strict):
+    code: str = Field(min_length=1, max_length=64, description="item code in the catalogue")
+    name: str = Field("", max_length=200, description="item name")
+    category: ItemCategory = Field(description="A 甲类, B 乙类 (10% pre-self-pay), C 丙类 (self-pay)")
+    quantity: Quantity = Field(description="decimal string", examples=["2"])
+    unit_price: Money = Field(description="yuan, two decimals", examples=["35.50"])
+    amount: Money = Field(description="quantity × unit_price, to the fen", examples=["71.00"])
+    limit_price: Money | None = Field(None, description="最高限价; the part above it is self-pay")
+
+    def computed_amount(self) -> Decimal:
+        return fen(self.quantity * self.unit_price)
+
+
+class SettleClaim(Strict):
+    """A real settlement (``settle``) or a pre-settlement (``trial``)."""
+
+    type: Literal["settle", "trial"] = Field(description="settle, or trial (预结算: nothing committed)")
+    claim_id: Code = Field(examples=["H3404210001-2024-000123"])
+    hospital_code: Code = Field(examples=["H3404210001"])
+    person_id: str = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z]+$")
+    visit_type: VisitType
+    admitted_on: dt.date | None = None
+    discharged_on: dt.date = Field(description="the service date; its year is the accumulation year")
+    referral: bool = False
+    injury: bool = Field(False, description="意外伤害: held for review")
+    diagnosis_codes: list[Annotated[str, Field(max_length=32)]] = Field(default_factory=list, max_length=50)
+    items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
+    submitted_at: dt.datetime | None = None
+
+    @model_validator(mode="after")
+    def _dates(self) -> SettleClaim:
+        if self.visit_type == "inpatient" and self.admitted_on is None:
+            raise ValueError("admitted_on is required for an inpatient claim")
+        if self.admitted_on is not None and self.admitted_on > self.discharged_on:
+            raise ValueError("admitted_on is after discharged_on")
+        if not 2000 <= self.discharged_on.year <= 2100:
+            raise ValueError("discharged_on is out of range")
+        return self
+
+    @property
+    def year(self) -> int:
+        return self.discharged_on.year
+
+    @property
+    def total(self) -> Decimal:
+        return sum((item.amount for item in self.items), Decimal("0.00"))
+
+    def content_key(self) -> str:
+        """What makes two sends of one claim "identical content": everything
+        but ``type`` and ``submitted_at`` (a resend may carry a new time)."""
+        body = self.model_dump(mode="json", exclude={"type", "submitted_at"})
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class CancelClaim(Strict):
+    """结算撤销: reversal of a settled claim."""
+
+    type: Literal["cancel"]
+    claim_id: Code
+    hospital_code: Code
+    reason: str | None = Field(None, max_length=500)
+
+
+class InvalidMessage(ValueError):
+    """An inbound message that cannot be used, with what can be read of it."""
+
+    def __init__(self, message: str, claim_id: str | None = None, hospital_code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.claim_id = claim_id
+        self.hospital_code = hospital_code
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "message"
+        text = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {text}")
+    more = len(error.errors()) - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _readable(raw: dict[str, Any], field: str) -> str | None:
+    value = raw.get(field)
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():
+        return value
+    return None
+
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+_VISIBLE_ID = {
+    field: re.compile(rb'"' + field.encode() + rb'"\s*:\s*"([A-Za-z0-9._\-]{1,64})"')
+    for field in ("claim_id", "hospital_code")
+}
+
+
+def _visible(body: bytes, field: str) -> str | None:
+    """An id that can be read in a message that does not parse as a whole."""
+    found = _VISIBLE_ID[field].search(body[:65536])
+    return found.group(1).decode() if found else None
+
+
+def parse_claim(body: bytes) -> SettleClaim | CancelClaim:
+    """Parse a ``his.claims`` value, or raise ``InvalidMessage`` saying why.
+
+    Even a message that is not JSON at all is answered when its ``claim_id``
+    and ``hospital_code`` can be read in it (CONTRACT §5)."""
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"message is {len(body)} bytes, over the {MAX_MESSAGE_BYTES} limit",
+                             _visible(body, "claim_id"), _visible(body, "hospital_code"))
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage(f"not UTF-8 JSON: {exc}", _visible(body, "claim_id"), _visible(body, "hospital_code")) from None
+    if not isinstance(raw, dict):
+        raise InvalidMessage("message is not a JSON object")
+    claim_id, hospital_code = _readable(raw, "claim_id"), _readable(raw, "hospital_code")
+    kind = raw.get("type")
+    model: type[SettleClaim] | type[CancelClaim]
+    if kind in ("settle", "trial"):
+        model = SettleClaim
+    elif kind == "cancel":
+        model = CancelClaim
+    else:
+        raise InvalidMessage("type: must be settle, trial or cancel", claim_id, hospital_code)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidMessage(_describe(exc), claim_id, hospital_code) from None
+    except RecursionError:
+        raise InvalidMessage("message is nested too deeply", claim_id, hospital_code) from None
+
+
+# ------------------------------------------------------------------ registry feeds
+
+
+class Coverage(Strict):
+    year: int
+    paid: bool
+
+
+class CategorySpan(Strict):
+    category: Category
+    valid_from: dt.date
+    valid_to: dt.date | None = None
+
+    def covers(self, day: dt.date) -> bool:
+        return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
+
+
+class Person(Strict):
+    """``registry.persons``: the latest message per ``person_id`` wins."""
+
+    person_id: str = Field(min_length=6, max_length=32)
+    name: str = ""
+    region: str = Field(min_length=1, max_length=16)
+    coverage: list[Coverage] = Field(default_factory=list)
+    categories: list[CategorySpan] = Field(default_factory=list)
+    blacklisted: bool = False
+
+    def insured_in(self, year: int) -> bool:
+        return any(c.year == year and c.paid for c in self.coverage)
+
+    def categories_on(self, day: dt.date) -> list[Category]:
+        found = {span.category for span in self.categories if span.covers(day)}
+        return [c for c in CATEGORIES if c in found]
+
+
+class Hospital(Strict):
+    """``registry.hospitals``: the latest message per ``hospital_code`` wins."""
+
+    hospital_code: Code
+    name: str = ""
+    region: str = ""
+    level: Level
+    designated: bool = True
+    suspended: bool = False
+
+
+# -------------------------------------------------- the document the stages carry
+
+
+class LayerName(str, Enum):
+    BASIC = "basic"
+    SERIOUS_ILLNESS = "serious_illness"
+    ASSISTANCE = "assistance"
+    BACKSTOP = "backstop"
+
+
+class Layer(Frozen):
+    layer: LayerName
+    amount: Amount
+    explanation: str
+
+
+class Breakdown(Frozen):
+    """How the bill divides before any fund pays (CONTRACT §6)."""
+
+    total: Amount
+    self_pay: Amount
+    over_limit_self_pay: Amount
+    pre_self_pay: Amount
+    compliant: Amount
+
+
+class PersonFacts(Frozen):
+    """What the stages need to know of the person, as of the service date."""
+
+    person_id: str
+    region: str
+    categories: list[Category] = Field(default_factory=list)
+    favoured: bool = False
+
+
+class HospitalFacts(Frozen):
+    hospital_code: str
+    level: Level
+    name: str = ""
+
+
+class SettlementDocument(Frozen):
+    """The settlement document each stage enriches and passes on."""
+
+    kind: Literal["settle", "trial", "cancel"]
+    claim: SettleClaim
+    policy: str
+    person: PersonFacts
+    hospital: HospitalFacts
+    breakdown: Breakdown | None = None
+    deductible: Amount | None = None
+    layers: list[Layer] = Field(default_factory=list)
+    cancel_reason: str | None = None
+    received_at: dt.datetime | None = None
+
+    @property
+    def message_id(self) -> str:
+        """Idempotency key of this document at a stage."""
+        return f"{self.kind}:{self.claim.claim_id}"
+
+    def layer_amount(self, name: LayerName) -> Decimal:
+        return sum((layer.amount for layer in self.layers if layer.layer == name), Decimal("0.00"))
+
+    def funds_so_far(self) -> Decimal:
+        return sum((layer.amount for layer in self.layers), Decimal("0.00"))
+
+    def with_layer(self, layer: Layer, **changes: Any) -> SettlementDocument:
+        kept = [existing for existing in self.layers if existing.layer != layer.layer]
+        return self.model_copy(update={"layers": [*kept, layer], **changes})
+
+    def to_json(self, claim_json: dict[str, Any] | None = None) -> bytes:
+        """The document as JSON. ``claim_json``: this document's claim exactly
+        as it was read (see ``trusted``), passed through instead of being
+        serialised again."""
+        if claim_json is None:
+            return orjson.dumps(self.model_dump(mode="json"))
+        body = self.model_dump(mode="json", exclude={"claim"})
+        return orjson.dumps({"kind": body.pop("kind"), "claim": claim_json, **body})
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> SettlementDocument:
+        return cls.model_validate(orjson.loads(body))
+
+    @classmethod
+    def trusted(cls, raw: dict[str, Any]) -> SettlementDocument:
+        """A document one of our stages wrote (``to_json``), read without
+        validating every amount again: the claim was validated at
+        eligibility. Anything not in that shape is validated in full, so a
+        malformed document still fails with a ``ValidationError``."""
+        try:
+            return _trusted_document(raw)
+        except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError):
+            return cls.model_validate(raw)
+
+
+# A document read back from our own topics and tables is built without
+# validation (as ``model_construct`` does, for complete values): pydantic's
+# validators of every amount and item cost about ten times more.
+
+_set = object.__setattr__
+
+
+def _built(model: type[Any], values: dict[str, Any]) -> Any:
+    instance = model.__new__(model)
+    _set(instance, "__dict__", values)
+    _set(instance, "__pydantic_fields_set__", set(values))
+    _set(instance, "__pydantic_extra__", None)
+    _set(instance, "__pydantic_private__", None)
+    return instance
+
+
+def _number(value: Any) -> Decimal:
+    if not isinstance(value, str):
+        raise TypeError(f"an amount must be a decimal string, not {value!r}")
+    return Decimal(value)
+
+
+def _optional_number(value: Any) -> Decimal | None:
+    return None if value is None else _number(value)
+
+
+def _one_of(value: Any, allowed: tuple[str, ...]) -> Any:
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not one of {allowed}")
+    return value
+
+
+def _optional_time(value: Any) -> dt.datetime | None:
+    return None if value is None else dt.datetime.fromisoformat(value)
+
+
+_ITEM_CATEGORIES: tuple[str, ...] = ("A", "B", "C")
+_KINDS = ("settle", "trial", "cancel")
+_LAYER_NAMES = {layer.value: layer for layer in LayerName}
+
+
+def _trusted_claim(raw: dict[str, Any]) -> SettleClaim:
+    items = [
+        _built(Item, {
+            "code": item["code"], "name": item["name"], "category": _one_of(item["category"], _ITEM_CATEGORIES),
+            "quantity": _number(item["quantity"]), "unit_price": _number(item["unit_price"]),
+            "amount": _number(item["amount"]), "limit_price": _optional_number(item["limit_price"]),
+        })
+        for item in raw["items"]
+    ]
+    admitted = raw["admitted_on"]
+    return _built(SettleClaim, {
+        "type": _one_of(raw["type"], ("settle", "trial")), "claim_id": raw["claim_id"],
+        "hospital_code": raw["hospital_code"], "person_id": raw["person_id"],
+        "visit_type": _one_of(raw["visit_type"], VISIT_TYPES),
+        "admitted_on": None if admitted is None else dt.date.fromisoformat(admitted),
+        "discharged_on": dt.date.fromisoformat(raw["discharged_on"]),
+        "referral": bool(raw["referral"]), "injury": bool(raw["injury"]),
+        "diagnosis_codes": list(raw["diagnosis_codes"]), "items": items,
+        "submitted_at": _optional_time(raw["submitted_at"]),
+    })
+
+
+def _trusted_document(raw: dict[str, Any]) -> SettlementDocument:
+    person, hospital, breakdown = raw["person"], raw["hospital"], raw["breakdown"]
+    return _built(SettlementDocument, {
+        "kind": _one_of(raw["kind"], _KINDS),
+        "claim": _trusted_claim(raw["claim"]),
+        "policy": str(raw["policy"]),
+        "person": _built(PersonFacts, {
+            "person_id": person["person_id"], "region": person["region"],
+            "categories": [_one_of(c, CATEGORIES) for c in person["categories"]],
+            "favoured": bool(person["favoured"]),
+        }),
+        "hospital": _built(HospitalFacts, {
+            "hospital_code": hospital["hospital_code"], "level": _one_of(hospital["level"], LEVELS),
+            "name": hospital["name"],
+        }),
+        "breakdown": None if breakdown is None else _built(Breakdown, {
+            name: _number(breakdown[name]) for name in ("total", "self_pay", "over_limit_self_pay",
+                                                        "pre_self_pay", "compliant")
+        }),
+        "deductible": _optional_number(raw["deductible"]),
+        "layers": [
+            _built(Layer, {"layer": _LAYER_NAMES[layer["layer"]], "amount": _number(layer["amount"]),
+                           "explanation": str(layer["explanation"])})
+            for layer in raw["layers"]
+        ],
+        "cancel_reason": raw["cancel_reason"],
+        "received_at": _optional_time(raw["received_at"]),
+    })
+
+
+# ------------------------------------------------------------ his.settlements
+
+FUNDS: tuple[tuple[str, str, LayerName], ...] = (
+    ("390100", "城乡居民基本医疗保险统筹基金", LayerName.BASIC),
+    ("390200", "城乡居民大病保险资金", LayerName.SERIOUS_ILLNESS),
+    ("610100", "医疗救助基金", LayerName.ASSISTANCE),
+    ("640100", "政府兜底基金", LayerName.BACKSTOP),
+)
+
+
+class RejectionCode(str, Enum):
+    INVALID_MESSAGE = "INVALID_MESSAGE"
+    AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
+    UNKNOWN_HOSPITAL = "UNKNOWN_HOSPITAL"
+    HOSPITAL_NOT_DESIGNATED = "HOSPITAL_NOT_DESIGNATED"
+    HOSPITAL_SUSPENDED = "HOSPITAL_SUSPENDED"
+    UNKNOWN_PERSON = "UNKNOWN_PERSON"
+    NOT_INSURED = "NOT_INSURED"
+    BLACKLISTED = "BLACKLISTED"
+    DUPLICATE_CLAIM = "DUPLICATE_CLAIM"
+    CLAIM_NOT_FOUND = "CLAIM_NOT_FOUND"
+    ALREADY_REVERSED = "ALREADY_REVERSED"
+    REVIEW_REJECTED = "REVIEW_REJECTED"
+    NO_POLICY = "NO_POLICY"
+    INVALID_SIGNATURE = "INVALID_SIGNATURE"
+
+
+class Rejection(Frozen):
+    code: RejectionCode
+    message: str
+
+
+class FundDetail(Frozen):
+    fund_pay_type: str
+    name: str
+    amount: Amount
+
+
+class SettlementResult(Frozen):
+    """The one-bill (一单制) confirmed to the hospital on ``his.settlements``."""
+
+    claim_id: str
+    hospital_code: str
+    person_id_masked: str | None = None
+    status: Literal["settled", "trial", "rejected", "reversed", "pending_review"]
+    policy: str | None = None
+    total: Amount | None = None
+    self_pay: Amount | None = None
+    over_limit_self_pay: Amount | None = None
+    pre_self_pay: Amount | None = None
+    compliant: Amount | None = None
+    deductible: Amount | None = None
+    basic: Amount | None = None
+    serious_illness: Amount | None = None
+    assistance: Amount | None = None
+    backstop: Amount | None = None
+    fund_total: Amount | None = None
+    personal: Amount | None = None
+    fund_details: list[FundDetail] = Field(default_factory=list)
+    layers: list[Layer] = Field(default_factory=list)
+    rejection: Rejection | None = None
+    settled_at: dt.datetime | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> SettlementResult:
+        return cls.model_validate(orjson.loads(body))
+
+
+def mask_person_id(person_id: str) -> str:
+    """``340421199001011234`` → ``340421********1234``."""
+    if len(person_id) <= 10:
+        return person_id[:2] + "*" * max(len(person_id) - 4, 0) + person_id[-2:]
+    return person_id[:6] + "*" * (len(person_id) - 10) + person_id[-4:]
+
+
+def mask_name(name: str) -> str:
+    """``张三`` → ``张*``."""
+    return name[:1] + "*" * (len(name) - 1) if name else name
+
+
+def rejection(
+    code: RejectionCode,
+    message: str,
+    *,
+    claim_id: str,
+    hospital_code: str,
+    person_id: str | None = None,
+    at: dt.datetime | None = None,
+) -> SettlementResult:
+    return SettlementResult(
+        claim_id=claim_id,
+        hospital_code=hospital_code,
+        person_id_masked=mask_person_id(person_id) if person_id else None,
+        status="rejected",
+        rejection=Rejection(code=code, message=message),
+        settled_at=at,
+    )

@@ -1,0 +1,34 @@
+"""Money is Decimal yuan, rounded to the fen (0.01), half up."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+FEN = Decimal("0.01")
+ZERO = Decimal("0.00")
+HUNDRED = Decimal(100)
+
+
+def fen(amount: Decimal) -> Decimal:
+    """Round to the fen, half up."""
+    return amount.quantize(FEN, rounding=ROUND_HALF_UP)
+
+
+def share(amount: Decimal, percent: Decimal) -> Decimal:
+    """``amount × percent%``, rounded to the fen."""
+    return fen(amount * percent / HUNDRED)
+
+
+def yuan(amount: Decimal) -> str:
+    """The contract's form of an amount: a decimal string with two decimals."""
+    return f"{fen(amount):.2f}"
+
+
+def pct(percent: Decimal) -> str:
+    """A ratio as people write it: ``75%``, ``67.5%``."""
+    text = f"{percent.normalize():f}"
+    return f"{text}%"
+
+
+def clamp(amount: Decimal, low: Decimal, high: Decimal) -> Decimal:
+    return max(low, min(high, amount))

@@ -1,0 +1,431 @@
+"""How every service runs: consume a batch, do the work in one PostgreSQL
+transaction, publish, and only then let the offsets be committed.
+
+A service implements ``Service.process(topic, records)``, which does its work
+durably and returns the messages to publish. The runtime wraps it in the
+at-least-once discipline:
+
+- the faststream subscriber uses ``AckPolicy.NACK_ON_ERROR``: offsets are
+  committed after the handler returns, and an exception rewinds the partitions
+  to the first record of the batch, so nothing is skipped;
+- an infrastructure failure (PostgreSQL or the broker unreachable) is raised
+  after a pause, and the batch comes again;
+- any other failure isolates the record that causes it: the batch is retried
+  record by record, with back-off, and a record that keeps failing goes to
+  ``settlement.dlq`` with the error and the original, so the partition moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+from aiokafka import ConsumerRecord
+from aiokafka.errors import IllegalStateError, KafkaError
+from faststream import AckPolicy, FastStream
+from faststream.specification import AsyncAPI
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import Counter, Gauge, Histogram
+
+from medsettle import topics
+from medsettle.db import INFRASTRUCTURE_ERRORS, create_pool, migrate
+from medsettle.settings import Settings
+
+log = structlog.get_logger()
+
+HANDLED = Counter("settlement_messages_handled_total", "messages handled", ["service", "topic"])
+FAILED = Counter("settlement_messages_failed_total", "messages sent to the dead-letter topic", ["service", "topic"])
+BATCH_SECONDS = Histogram(
+    "settlement_batch_seconds",
+    "time to handle one batch, from receipt to publish confirmed",
+    ["service", "topic"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+CONSUMER_LAG = Gauge(
+    "settlement_consumer_lag",
+    "records on the partition not yet fetched by the service's consumer (highwater - position), after each batch",
+    ["service", "topic", "partition"],
+)
+DEAD_LETTERS = Counter("settlement_dead_letters_total", "dead letters published to settlement.dlq", ["service"])
+BROKER_UP = Gauge("settlement_broker_up", "1 when the last health check reached the broker", ["service"])
+
+LAG_REFRESH_SECONDS = 2.0
+
+RETRY_DELAYS = (0.05, 0.25, 1.0)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to publish once the work is durable."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Poison(Exception):
+    """A record that can never be handled: dead-letter it at once."""
+
+
+class Service(ABC):
+    """One stage of the pipeline, with its schema and its subscriptions."""
+
+    name: str
+    subscriptions: Sequence[str]
+    migrations: Path
+    # For the AsyncAPI document (make docs): the message model of each topic.
+    consumes: dict[str, Any] = {}
+    produces: dict[str, Any] = {}
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], dt.datetime] = now) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.pool: asyncpg.Pool | None = None
+        # Set by the Runtime: publishes outside a batch (an operator's decision, say).
+        self.publisher: Callable[[Sequence[Outgoing]], Awaitable[None]] | None = None
+
+    @property
+    def db(self) -> asyncpg.Pool:
+        assert self.pool is not None, "the service is not started"
+        return self.pool
+
+    async def started(self) -> None:
+        """Called once the pool is ready and migrations applied."""
+
+    async def stopping(self) -> None:
+        """Called before the pool closes."""
+
+    async def published(self) -> None:
+        """Called once the messages of the last batch are confirmed by the broker."""
+
+    def routes(self) -> list[Any]:
+        """Starlette routes this service adds to its HTTP server (operator API)."""
+        return []
+
+    async def health(self) -> dict[str, Any]:
+        async with self.db.acquire() as c:
+            await c.fetchval("SELECT 1")
+        return {"status": "ok"}
+
+    @abstractmethod
+    async def process(self, topic: str, records: Sequence[ConsumerRecord]) -> list[Outgoing]:
+        """Do the work of these records durably; return what to publish."""
+
+
+def dead_letter(service: str, record: ConsumerRecord, error: str, at: dt.datetime) -> Outgoing:
+    value: bytes = record.value or b""
+    try:
+        original, encoding = value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        original, encoding = base64.b64encode(value).decode(), "base64"
+    body = {
+        "stage": service,
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": (record.key or b"").decode("utf-8", "replace"),
+        "error": error[:4000],
+        "original": original,
+        "original_encoding": encoding,
+        "headers": {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())},
+        "failed_at": at.isoformat(),
+    }
+    return Outgoing(topics.DLQ, record.key, orjson.dumps(body), {"x-error": error[:200].encode("ascii", "replace").decode()})
+
+
+async def _records_as_they_are(message: Any) -> Any:
+    """The batch decoder: the handler takes the raw records, so faststream's
+    default (a message object and a JSON parse per record) is skipped."""
+    return message.body
+
+
+class Runtime:
+    """The Kafka and PostgreSQL wiring around one ``Service``."""
+
+    def __init__(self, service: Service, settings: Settings) -> None:
+        self.service = service
+        self.settings = settings
+        self.http: Any = None
+        self.subscribers: dict[str, Any] = {}
+        self._lag_partitions: dict[str, set[int]] = {}
+        self._lag_updated: dict[str, float] = {}
+        self._lag_watch: asyncio.Task | None = None
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap_servers,
+            client_id=service.name,
+            acks="all",
+            linger_ms=1,
+            logger=None,
+            graceful_timeout=20.0,
+            description=f"one-stop settlement: {service.name}",
+        )
+        service.publisher = self.publish
+        for topic in service.subscriptions:
+            self._subscribe(topic)
+        for topic, model in service.produces.items():  # documentation of what it publishes
+            self.broker.publisher(topic, schema=model, title=f"{service.name}:{topic}:publish",
+                                  description=(model.__doc__ or "").strip() or None)
+
+    def group_id(self, topic: str) -> str:
+        """The service's consumer group; one per topic when it reads several,
+        so that a registry feed never waits on a rebalance of the claims."""
+        if len(self.service.subscriptions) == 1:
+            return self.service.name
+        return f"{self.service.name}.{topic}"
+
+    def _subscribe(self, topic: str) -> None:
+        settings = self.settings
+
+        async def handle(message: KafkaMessage) -> None:
+            raw = message.raw_message
+            records = list(raw) if isinstance(raw, tuple) else [raw]
+            await self.handle(topic, records)
+
+        handle.__name__ = f"{self.service.name}_{topic.replace('.', '_').replace('-', '_')}"
+        subscriber = self.broker.subscriber(
+            topic,
+            group_id=self.group_id(topic),
+            group_instance_id=settings.consumer_instance_id,
+            batch=True,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            # faststream sleeps this long again after an empty poll: short, or a
+            # claim arriving in that sleep waits for it at every stage
+            batch_timeout_ms=max(1, settings.fetch_max_wait_ms),
+            decoder=_records_as_they_are,
+            max_records=settings.consumer_max_records,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            title=f"{self.service.name}:{topic}",
+        )
+        subscriber(handle)
+        self.subscribers[topic] = subscriber  # its aiokafka consumer gives the lag
+
+    async def open_database(self) -> None:
+        if not self.settings.database_url:
+            raise RuntimeError("DATABASE_URL is not set (make run sets it to the embedded server)")
+        service = self.service
+        service.pool = await create_pool(self.settings.database_url, service.name, size=self.settings.db_pool_size)
+        await migrate(service.pool, service.name, service.migrations)
+        await service.started()
+        self._lag_watch = asyncio.create_task(self._watch_lag())
+        if self.settings.metrics_port:
+            from medsettle.httpserver import ServiceHttp
+
+            self.http = ServiceHttp(service.name, self.settings.http_host, self.settings.metrics_port,
+                                    self.health, service.routes())
+            await self.http.start()
+
+    async def close_database(self) -> None:
+        if self._lag_watch is not None:
+            self._lag_watch.cancel()
+            await asyncio.gather(self._lag_watch, return_exceptions=True)
+            self._lag_watch = None
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+        await self.service.stopping()
+        if self.service.pool is not None:
+            await self.service.pool.close()
+            self.service.pool = None
+
+    async def start(self) -> None:
+        """Start in-process (tests): database first, then the consumers."""
+        await self.open_database()
+        await self.broker.start()
+        log.info("service_started", subscriptions=list(self.service.subscriptions))
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        await self.close_database()
+        log.info("service_stopped")
+
+    async def health(self) -> dict[str, Any]:
+        """The service's own health (its database) and whether the broker answers."""
+        try:
+            body = {"database": "ok", **(await self.service.health())}
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            body = {"status": "down", "database": "down", "error": repr(exc)}
+        try:
+            reachable = await self.broker.ping(timeout=self.settings.health_broker_timeout_seconds)
+        except Exception:  # noqa: BLE001 - a broker that cannot be asked is down
+            reachable = False
+        BROKER_UP.labels(self.service.name).set(1 if reachable else 0)
+        body = {**body, "broker": "ok" if reachable else "down"}
+        if not reachable:
+            body["status"] = "down"
+        return body
+
+    async def update_lag(self, topic: str) -> None:
+        """Set the lag gauge of each partition of ``topic`` this consumer holds."""
+        subscriber = self.subscribers.get(topic)
+        consumer = getattr(subscriber, "consumer", None)
+        if consumer is None:
+            return
+        name = self.service.name
+        held: set[int] = set()
+        try:
+            assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
+            for tp in assigned:
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    continue
+                try:  # known at once for a partition just fetched; else it waits for an offset reset
+                    position = await asyncio.wait_for(consumer.position(tp), 0.05)
+                except TimeoutError:
+                    continue
+                CONSUMER_LAG.labels(name, topic, str(tp.partition)).set(max(0, highwater - position))
+                held.add(tp.partition)
+        except (IllegalStateError, AssertionError):  # a rebalance under way: next batch tells
+            return
+        except Exception as exc:  # noqa: BLE001 - a metric never fails the batch
+            log.debug("lag_unknown", topic=topic, error=repr(exc))
+            return
+        for gone in self._lag_partitions.get(topic, set()) - held:
+            try:
+                CONSUMER_LAG.remove(name, topic, str(gone))
+            except KeyError:
+                pass
+        self._lag_partitions[topic] = held
+
+    async def _watch_lag(self) -> None:
+        """Keep the lag gauges current between batches: after the last batch of
+        a burst, and while a consumer is stalled."""
+        while True:
+            await asyncio.sleep(LAG_REFRESH_SECONDS)
+            for topic in self.service.subscriptions:
+                await self.update_lag(topic)
+
+    def _kafka_producer(self) -> Any:
+        """The connected aiokafka producer under the faststream broker, if any."""
+        state = getattr(self.broker.config.producer, "_producer", None)
+        return getattr(state, "producer", None)
+
+    async def publish(self, outgoing: Sequence[Outgoing]) -> None:
+        if not outgoing:
+            return
+        producer = self._kafka_producer()
+        if producer is None:  # a broker not connected to Kafka (faststream's test broker): its own publish
+            futures = [
+                await self.broker.publish(o.value, o.topic, key=o.key, headers=o.headers or None, no_confirm=True)
+                for o in outgoing
+            ]
+        else:  # straight to aiokafka: the bytes are ready, faststream's per-message middleware is not needed
+            futures = [
+                await producer.send(o.topic, o.value, key=o.key,
+                                    headers=[(k, v.encode()) for k, v in o.headers.items()] or None)
+                for o in outgoing
+            ]
+        await asyncio.gather(*futures)
+        dead = sum(1 for o in outgoing if o.topic == topics.DLQ)
+        if dead:
+            DEAD_LETTERS.labels(self.service.name).inc(dead)
+
+    async def handle(self, topic: str, records: list[ConsumerRecord]) -> None:
+        started = time.perf_counter()
+        name = self.service.name
+        try:
+            outgoing = await self.service.process(topic, records)
+        except INFRASTRUCTURE_ERRORS + (KafkaError,) as exc:
+            log.warning("infrastructure_unavailable", topic=topic, error=repr(exc))
+            await asyncio.sleep(1.0)
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolate the record that fails
+            log.warning("batch_failed_isolating", topic=topic, records=len(records), error=repr(exc))
+            outgoing = await self._one_by_one(topic, records)
+        await self.publish(outgoing)
+        await self.service.published()
+        HANDLED.labels(name, topic).inc(len(records))
+        BATCH_SECONDS.labels(name, topic).observe(time.perf_counter() - started)
+        if started - self._lag_updated.get(topic, 0.0) >= 1.0:  # a gauge: once a second is enough
+            self._lag_updated[topic] = started
+            await self.update_lag(topic)
+
+    async def _one_by_one(self, topic: str, records: list[ConsumerRecord]) -> list[Outgoing]:
+        outgoing: list[Outgoing] = []
+        for record in records:
+            error = await self._try_record(topic, record, outgoing)
+            if error is not None:
+                FAILED.labels(self.service.name, topic).inc()
+                log.error("dead_lettered", topic=topic, partition=record.partition, offset=record.offset, error=error)
+                outgoing.append(dead_letter(self.service.name, record, error, self.service.clock()))
+        return outgoing
+
+    async def _try_record(self, topic: str, record: ConsumerRecord, outgoing: list[Outgoing]) -> str | None:
+        """Handle one record with retries; the error if it never succeeds."""
+        error = ""
+        for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                outgoing += await self.service.process(topic, [record])
+                return None
+            except INFRASTRUCTURE_ERRORS + (KafkaError,):
+                raise
+            except Poison as exc:
+                return str(exc)
+            except Exception as exc:  # noqa: BLE001 - retried, then dead-lettered
+                error = "".join(traceback.format_exception_only(exc)).strip()
+                log.warning("record_failed", topic=topic, partition=record.partition,
+                            offset=record.offset, attempt=attempt + 1, error=error)
+        return error
+
+
+def create_app(service_factory: Callable[[Settings], Service], settings: Settings | None = None) -> FastStream:
+    """The faststream app of a service: nothing is built before this is called."""
+    from medsettle.logs import configure_logging
+
+    settings = settings or Settings()
+    service = service_factory(settings)
+    configure_logging(service.name, settings.log_level, settings.log_format)
+    runtime = Runtime(service, settings)
+    app = FastStream(
+        runtime.broker,
+        logger=None,
+        specification=AsyncAPI(title=f"one-stop settlement: {service.name}", version="1.0.0"),
+    )
+
+    app.on_startup(runtime.open_database)
+    app.after_shutdown(runtime.close_database)
+    app.runtime = runtime  # type: ignore[attr-defined]
+    return app
+
+
+def run(service_factory: Callable[[Settings], Service]) -> None:
+    """``python -m services.<name>``."""
+    app = create_app(service_factory)
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(app.run())
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when it is installed (requirements.txt): the services spend much
+    of their time in the event loop, asyncpg and aiokafka's sockets."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+__all__: list[Any] = ["Outgoing", "Poison", "Runtime", "Service", "create_app", "dead_letter", "now", "run"]

@@ -1,0 +1,88 @@
+"""Settings from the environment (the variables CONTRACT.md §7 names)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Everything a service reads from its environment.
+
+    ``DATABASE_URL`` may differ per service (the insurer runs on its own
+    database); when it is unset the process is expected to be started by the
+    runner, which sets it to the embedded server.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    database_url: str | None = Field(None, description="PostgreSQL URL; unset means the embedded server")
+    dashboard_port: int = Field(8080, description="port of the operator dashboard")
+    policy_dir: Path = Field(ROOT / "policies", description="folder of policy files, one per region and year")
+    topic_partitions: int = Field(8, description="partitions of each topic created at start-up")
+    consumer_max_records: int = Field(500, description="largest batch a stage takes from Kafka at once")
+    fetch_max_wait_ms: int = Field(5, description="how long a fetch waits for data (short: latency)")
+    db_pool_size: int = Field(4, description="connections in each service's pool")
+    consumer_instance_id: str | None = Field(
+        None,
+        description="static consumer-group membership (KIP-345): a process restarted with the same id takes its "
+                    "partitions back at once instead of waiting for the dead member's session to expire; one id "
+                    "per running copy of a service (make run sets the service's name)",
+    )
+    metrics_port: int = Field(0, description="port of this service's /metrics and /health (0: none)")
+    http_host: str = Field("127.0.0.1", description="address the service's HTTP server listens on")
+    stuck_after_seconds: float = Field(
+        60.0, description="a claim not confirmed after this is driven again from the last stage that finished it"
+    )
+    stuck_check_seconds: float = Field(5.0, description="how often eligibility looks for stuck claims (0: never)")
+    log_level: str = Field("INFO", description="structlog level")
+    log_format: str = Field("json", description="json, or console for people")
+    hospital_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="HMAC-SHA256 keys of hospitals that must sign their claims (JSON object)",
+        repr=False,  # never in a repr, so never in a log line or a traceback
+    )
+    audit_sample_rate: float = Field(
+        0.01, ge=0, le=1, description="share of accepted claims drawn for a random audit (by a hash of claim_id)",
+    )
+    audit_cost_factor: Decimal = Field(
+        Decimal("3"), gt=0,
+        description="a claim costing more than this many times the average of its main diagnosis is flagged",
+    )
+    audit_cost_min_claims: int = Field(
+        5, ge=1, description="claims of a diagnosis needed before its average is used to flag outliers",
+    )
+
+    # ------------------------------------------------ operators' view (dashboard)
+    health_broker_timeout_seconds: float = Field(2.0, description="how long /health waits for the broker to answer")
+    dashboard_host: str = Field("127.0.0.1", description="address the operator dashboard listens on")
+    dashboard_users: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='dashboard users as JSON {"name": {"password_hash": "scrypt$...", "role": "viewer"|"operator"}}; '
+                    "empty: the development pair of services/dashboard/README.md",
+    )
+    dashboard_secret: str | None = Field(
+        None, description="key signing the dashboard's session cookie; unset: random per start")
+    dashboard_stuck_after_seconds: float = Field(
+        30.0, description="an accepted claim with no one-bill after this is stuck")
+    dashboard_pool_size: int = Field(3, description="connections of the dashboard's read-only pool")
+    eligibility_api_url: str = Field("http://127.0.0.1:9101", description="eligibility's operator API (reviews)")
+    operations_api_url: str = Field("http://127.0.0.1:9107", description="the operations service's API (dead letters)")
+    service_metrics_urls: dict[str, str] = Field(
+        default_factory=lambda: {
+            "eligibility": "http://127.0.0.1:9101/metrics",
+            "basic": "http://127.0.0.1:9102/metrics",
+            "insurer": "http://127.0.0.1:9103/metrics",
+            "assistance": "http://127.0.0.1:9104/metrics",
+            "backstop": "http://127.0.0.1:9105/metrics",
+            "settlement": "http://127.0.0.1:9106/metrics",
+            "operations": "http://127.0.0.1:9107/metrics",
+        },
+        description="each service's /metrics, read by the dashboard for consumer lag and dead letters (JSON object)",
+    )

@@ -1,0 +1,4 @@
+from medsettle.runtime import run
+from services.basic.app import BasicStage
+
+run(BasicStage)

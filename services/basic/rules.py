@@ -1,0 +1,170 @@
+"""Basic medical insurance (基本医保, fund 390100): pure rules, no I/O.
+
+``settle_basic(policy, document, accumulator)`` classifies the bill into
+self-pay, over-limit, pre-self-pay and compliant parts, applies the deductible
+and the ratio of the hospital's level, and keeps within the annual limit.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from medsettle.accumulator import Counters, LayerOutcome
+from medsettle.contract import (
+    LEVEL_NAMES,
+    VISIT_NAMES,
+    Breakdown,
+    Item,
+    Layer,
+    LayerName,
+    SettlementDocument,
+)
+from medsettle.money import ZERO, clamp, fen, pct, share, yuan
+from medsettle.policy import Inpatient, Policy
+
+
+class BasicAccumulator(Counters):
+    """What the basic fund paid a person this year, per kind of visit, and
+    how many admissions they had per hospital level."""
+
+    inpatient_paid: Decimal = ZERO
+    outpatient_paid: Decimal = ZERO
+    chronic_outpatient_paid: Decimal = ZERO
+    admissions: dict[str, Decimal] = {}
+
+
+def classify(items: list[Item], b_pre_self_pay: Decimal) -> Breakdown:
+    """Split the bill: C within the price limit is self-pay, every part above
+    a price limit is over-limit self-pay, B pays ``b_pre_self_pay`` first and
+    the rest of A and B is the compliant amount."""
+    total = over_limit = ZERO
+    within = {"A": ZERO, "B": ZERO, "C": ZERO}
+    for item in items:
+        total += item.amount
+        over = ZERO
+        if item.limit_price is not None and item.unit_price > item.limit_price:
+            over = min(item.amount, fen((item.unit_price - item.limit_price) * item.quantity))
+        over_limit += over
+        within[item.category] += item.amount - over
+    pre_self_pay = share(within["B"], b_pre_self_pay)
+    return Breakdown(
+        total=total,
+        self_pay=within["C"],
+        over_limit_self_pay=over_limit,
+        pre_self_pay=pre_self_pay,
+        compliant=within["A"] + within["B"] - pre_self_pay,
+    )
+
+
+def _inpatient_deductible(
+    rules: Inpatient, level: str, favoured: bool, categories: list[str], prior_admissions: Decimal
+) -> tuple[Decimal, list[str]]:
+    deductible = rules.levels[level].deductible  # type: ignore[index]
+    notes = [f"{LEVEL_NAMES[level]}起付线 {yuan(deductible)} 元"]
+    if favoured and rules.favoured_deductible_share != 100:
+        deductible = share(deductible, rules.favoured_deductible_share)
+        notes.append(f"困难群众起付线按 {pct(rules.favoured_deductible_share)} 计为 {yuan(deductible)} 元")
+    if prior_admissions >= 1:
+        if any(c in rules.repeat_admission_no_deductible_for for c in categories):
+            deductible = ZERO
+            notes.append("年度内同级第二次及以上住院，免起付线")
+        elif rules.repeat_admission_deductible_reduction:
+            deductible = max(ZERO, deductible - rules.repeat_admission_deductible_reduction)
+            notes.append(
+                f"年度内同级第 {int(prior_admissions) + 1} 次住院，起付线降低 "
+                f"{yuan(rules.repeat_admission_deductible_reduction)} 元为 {yuan(deductible)} 元"
+            )
+    return fen(deductible), notes
+
+
+def _banded(above: Decimal, ratio: Decimal, rules: Inpatient) -> tuple[Decimal, str]:
+    """Pay on the part above the deductible, with ratio bands if any."""
+    if not rules.ratio_bands:
+        return fen(above * ratio / 100), f"{yuan(above)} × {pct(ratio)}"
+    pieces: list[tuple[Decimal, Decimal]] = []
+    edges = [(ZERO, ZERO)] + [(band.above, band.extra_points) for band in rules.ratio_bands]
+    for index, (start, extra) in enumerate(edges):
+        end = edges[index + 1][0] if index + 1 < len(edges) else None
+        if above <= start:
+            break
+        part = (min(above, end) if end is not None else above) - start
+        pieces.append((part, clamp(ratio + extra, ZERO, Decimal(100))))
+    amount = fen(sum((part * r / 100 for part, r in pieces), ZERO))
+    shown = " + ".join(f"{yuan(part)} × {pct(r)}" for part, r in pieces)
+    return amount, shown
+
+
+def settle_basic(policy: Policy, document: SettlementDocument, accumulator: BasicAccumulator) -> LayerOutcome:
+    rules = policy.basic
+    claim, level = document.claim, document.hospital.level
+    breakdown = classify(claim.items, rules.b_pre_self_pay)
+    compliant = breakdown.compliant
+    favoured = document.person.favoured
+    visit = claim.visit_type
+    notes: list[str] = [f"政策范围内费用 {yuan(compliant)} 元"]
+    deductible = ZERO
+
+    if visit == "inpatient":
+        ip = rules.inpatient
+        admission_level = ip.admissions_count_as.get(level, level)
+        prior = accumulator.admissions.get(admission_level, ZERO)
+        full_deductible, deductible_notes = _inpatient_deductible(
+            ip, level, favoured, list(document.person.categories), prior
+        )
+        notes += deductible_notes
+        ratio = ip.levels[level].ratio
+        ratio_notes = [f"{LEVEL_NAMES[level]}报销比例 {pct(ratio)}"]
+        if not claim.referral and level in ip.referral_penalty_levels and ip.referral_penalty_points:
+            ratio -= ip.referral_penalty_points
+            ratio_notes.append(f"未办理转诊降低 {ip.referral_penalty_points.normalize():f} 个百分点")
+        if favoured and ip.favoured_ratio_points:
+            ratio += ip.favoured_ratio_points
+            ratio_notes.append(f"困难群众提高 {ip.favoured_ratio_points.normalize():f} 个百分点")
+        ratio = clamp(ratio, ZERO, Decimal(100))
+        notes += ratio_notes
+        deductible = min(full_deductible, compliant)
+        above = compliant - deductible
+        amount, shown = _banded(above, ratio, ip)
+        formula = f"({yuan(compliant)} - {yuan(deductible)}) 分段：{shown}" if ip.ratio_bands else (
+            f"({yuan(compliant)} - {yuan(deductible)}) × {pct(ratio)}"
+        )
+        notes.append(f"{formula} = {yuan(amount)}")
+        limit, paid, bucket = ip.annual_limit, accumulator.inpatient_paid, "inpatient_paid"
+    elif visit == "outpatient":
+        ratio = rules.outpatient.ratio_by_level[level]
+        amount = share(compliant, ratio)
+        notes.append(f"普通门诊不设起付线，{yuan(compliant)} × {pct(ratio)} = {yuan(amount)}")
+        limit, paid, bucket = rules.outpatient.annual_limit, accumulator.outpatient_paid, "outpatient_paid"
+    else:
+        ratio = rules.chronic_outpatient.ratio
+        amount = share(compliant, ratio)
+        notes.append(f"慢性病门诊不设起付线，{yuan(compliant)} × {pct(ratio)} = {yuan(amount)}")
+        limit, paid, bucket = (
+            rules.chronic_outpatient.annual_limit,
+            accumulator.chronic_outpatient_paid,
+            "chronic_outpatient_paid",
+        )
+
+    room = max(ZERO, limit - paid)
+    if amount > room:
+        notes.append(
+            f"{VISIT_NAMES[visit]}年度限额 {yuan(limit)} 元，已支付 {yuan(paid)} 元，本次按剩余额度 {yuan(room)} 元支付"
+        )
+        amount = room
+    if policy.fund_share_cap is not None:
+        ceiling = share(breakdown.total, policy.fund_share_cap)
+        if amount > ceiling:
+            notes.append(f"各项基金合计不超过总费用的 {pct(policy.fund_share_cap)}（{yuan(ceiling)} 元）")
+            amount = ceiling
+    if amount == 0 and compliant == 0:
+        notes.append("无政策范围内费用，基本医保不支付")
+    explanation = "基本医保：" + "；".join(notes) + f"。基本医保支付 {yuan(amount)} 元。"
+
+    delta_fields: dict[str, object] = {bucket: amount}
+    if visit == "inpatient":
+        delta_fields["admissions"] = {rules.inpatient.admissions_count_as.get(level, level): Decimal(1)}
+    layer = Layer(layer=LayerName.BASIC, amount=amount, explanation=explanation)
+    return LayerOutcome(
+        document=document.with_layer(layer, breakdown=breakdown, deductible=deductible),
+        delta=BasicAccumulator(**delta_fields),
+    )

@@ -1,0 +1,85 @@
+"""Stuck claims: a claim not confirmed within ``STUCK_AFTER_SECONDS`` is
+driven again from the last stage that durably finished it.
+
+The broker may lose messages (the embedded one loses all of them when it
+restarts); PostgreSQL is the source of truth. For each accepted (or reversed)
+claim with no matching one-bill, the last layer stage whose inbox holds the
+claim's message re-publishes that stored output to its out topic; when no
+stage has it, eligibility re-publishes its own document. Every stage is
+idempotent, so driving a claim again is always safe.
+
+The stages' schemas are read in eligibility's own database: where a stage
+runs on a database of its own (the insurer, say), a claim is re-driven from
+the last stage this database shows, which is still safe, only longer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from medsettle import topics
+
+# Layer stages in pipeline order: (schema, the topic its output goes to).
+STAGES: tuple[tuple[str, str], ...] = (
+    ("basic", topics.BASIC),
+    ("insurer", topics.SERIOUS_ILLNESS),
+    ("assistance", topics.ASSISTANCE),
+    ("backstop", topics.BACKSTOP),
+)
+
+
+@dataclass(frozen=True)
+class Stuck:
+    claim_id: str
+    person_id: str
+    status: str  # accepted or reversed
+    document: bytes
+
+    @property
+    def message_id(self) -> str:
+        return f"{'settle' if self.status == 'accepted' else 'cancel'}:{self.claim_id}"
+
+
+async def _exists(c: asyncpg.Connection, table: str) -> bool:
+    return await c.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
+
+
+async def stuck_claims(c: asyncpg.Connection, stuck_after: float, limit: int = 500) -> list[Stuck]:
+    """Accepted or reversed claims whose one-bill does not show it yet."""
+    if not await _exists(c, "settlement.one_bills"):
+        return []
+    rows = await c.fetch(
+        """SELECT k.claim_id, k.person_id, k.status, k.document FROM claims k
+           LEFT JOIN settlement.one_bills b ON b.claim_id = k.claim_id
+           WHERE k.status IN ('accepted', 'reversed')
+             AND k.updated_at < now() - make_interval(secs => $1)
+             AND (k.redriven_at IS NULL OR k.redriven_at < now() - make_interval(secs => $1))
+             AND (b.claim_id IS NULL OR (k.status = 'reversed' AND b.status <> 'reversed'))
+             AND NOT EXISTS (SELECT 1 FROM settlement.broken x WHERE x.claim_id = k.claim_id)
+           ORDER BY k.updated_at
+           LIMIT $2""",
+        stuck_after, limit,
+    )
+    return [Stuck(r["claim_id"], r["person_id"], r["status"], r["document"]) for r in rows]
+
+
+async def furthest_outputs(c: asyncpg.Connection, message_ids: list[str]) -> dict[str, tuple[str, bytes]]:
+    """For each message, the out topic and stored output of the last stage that finished it."""
+    found: dict[str, tuple[str, bytes]] = {}
+    for schema, out_topic in STAGES:  # later stages overwrite earlier ones
+        if not await _exists(c, f"{schema}.inbox"):
+            continue
+        rows = await c.fetch(
+            f'SELECT message_id, output FROM "{schema}".inbox WHERE message_id = any($1::text[])', message_ids
+        )
+        for r in rows:
+            found[r["message_id"]] = (out_topic, r["output"])
+    return found
+
+
+async def mark_redriven(c: asyncpg.Connection, claim_ids: list[str]) -> None:
+    await c.execute(
+        "UPDATE claims SET redriven_at = now(), redrives = redrives + 1 WHERE claim_id = any($1::text[])", claim_ids
+    )

@@ -1,0 +1,4 @@
+from medsettle.runtime import run
+from services.settlement.app import SettlementStage
+
+run(SettlementStage)

@@ -1,0 +1,106 @@
+"""SQL of the settlement stage: one-bills, the inbox, broken settlements."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import asyncpg
+
+from medsettle.contract import SettlementDocument, SettlementResult
+from medsettle.layer_repository import inbox_outputs, record_inbox
+
+__all__ = ["inbox_outputs", "record_inbox", "insert_bills", "reverse_bills", "record_broken", "bill", "bodies",
+           "load_batch", "save_batch"]
+
+_AMOUNTS = ("total", "self_pay", "over_limit_self_pay", "pre_self_pay", "compliant", "deductible",
+            "basic", "serious_illness", "assistance", "backstop", "fund_total", "personal")
+
+
+async def insert_bills(c: asyncpg.Connection, bills: list[tuple[SettlementResult, SettlementDocument, bytes]]) -> None:
+    if not bills:
+        return
+    columns = ("claim_id", "hospital_code", "hospital_level", "person_id", "policy", "visit_type", "service_date",
+               "status", *_AMOUNTS, "body", "received_at", "settled_at")
+    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    await c.executemany(
+        f"INSERT INTO one_bills ({', '.join(columns)}) VALUES ({placeholders})",
+        [
+            (bill.claim_id, bill.hospital_code, doc.hospital.level, doc.person.person_id, bill.policy,
+             doc.claim.visit_type, doc.claim.discharged_on, "settled", *(getattr(bill, a) for a in _AMOUNTS),
+             body, doc.received_at, bill.settled_at)
+            for bill, doc, body in bills
+        ],
+    )
+
+
+async def reverse_bills(c: asyncpg.Connection, reversals: list[tuple[str, dt.datetime]]) -> None:
+    if reversals:
+        await c.executemany(
+            "UPDATE one_bills SET status = 'reversed', reversed_at = $2 WHERE claim_id = $1", reversals
+        )
+
+
+async def record_broken(c: asyncpg.Connection, claim_id: str, kind: str, reasons: list[str], document: bytes) -> None:
+    await c.execute(
+        "INSERT INTO broken (claim_id, kind, reasons, document) VALUES ($1, $2, $3, $4)",
+        claim_id, kind, reasons, document,
+    )
+
+
+async def bill(c: asyncpg.Connection, claim_id: str) -> bytes | None:
+    return await c.fetchval("SELECT body FROM one_bills WHERE claim_id = $1", claim_id)
+
+
+async def bodies(c: asyncpg.Connection, claim_ids: list[str]) -> dict[str, bytes]:
+    rows = await c.fetch("SELECT claim_id, body FROM one_bills WHERE claim_id = any($1::text[])", claim_ids)
+    return {r["claim_id"]: r["body"] for r in rows}
+
+
+async def load_batch(c: asyncpg.Connection, message_ids: list[str], cancelled: list[str]
+                     ) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """In one round trip: the outputs of messages already handled, and the
+    one-bills that these cancels reverse."""
+    rows = await c.fetch(
+        """SELECT true AS handled, message_id AS id, output AS body FROM inbox WHERE message_id = any($1::text[])
+           UNION ALL
+           SELECT false, claim_id, body FROM one_bills WHERE claim_id = any($2::text[])""",
+        message_ids, cancelled,
+    )
+    done = {r["id"]: r["body"] for r in rows if r["handled"]}
+    originals = {r["id"]: r["body"] for r in rows if not r["handled"]}
+    return done, originals
+
+
+async def save_batch(c: asyncpg.Connection, bills: list[tuple[SettlementResult, SettlementDocument, bytes]],
+                     reversals: list[tuple[str, dt.datetime]], inbox: list[tuple[str, bytes]]) -> None:
+    """In one statement: the new one-bills (reversed already when reversed in
+    the same batch), the reversals of earlier ones, and the inbox rows."""
+    reversed_now = dict(reversals)
+    earlier = [(claim_id, at) for claim_id, at in reversals if claim_id not in {b.claim_id for b, _, _ in bills}]
+    columns = ("claim_id", "hospital_code", "hospital_level", "person_id", "policy", "visit_type", "service_date",
+               "status", *_AMOUNTS, "body", "received_at", "settled_at", "reversed_at")
+    types = ("text", "text", "text", "text", "text", "text", "date", "text", *("numeric",) * len(_AMOUNTS),
+             "bytea", "timestamptz", "timestamptz", "timestamptz")
+    rows = [
+        (bill.claim_id, bill.hospital_code, doc.hospital.level, doc.person.person_id, bill.policy,
+         doc.claim.visit_type, doc.claim.discharged_on,
+         "reversed" if bill.claim_id in reversed_now else "settled", *(getattr(bill, a) for a in _AMOUNTS),
+         body, doc.received_at, bill.settled_at, reversed_now.get(bill.claim_id))
+        for bill, doc, body in bills
+    ]
+    arrays = [list(column) for column in zip(*rows)] if rows else [[] for _ in columns]
+    n = len(columns)
+    unnest = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
+    await c.execute(
+        f"""WITH settled AS (
+                INSERT INTO one_bills ({', '.join(columns)})
+                SELECT * FROM unnest({unnest})
+            ), reversed AS (
+                UPDATE one_bills b SET status = 'reversed', reversed_at = r.at
+                  FROM unnest(${n + 1}::text[], ${n + 2}::timestamptz[]) AS r(claim_id, at)
+                 WHERE b.claim_id = r.claim_id
+            )
+            INSERT INTO inbox (message_id, output)
+            SELECT * FROM unnest(${n + 3}::text[], ${n + 4}::bytea[])""",
+        *arrays, [i for i, _ in earlier], [a for _, a in earlier], [m for m, _ in inbox], [o for _, o in inbox],
+    )

@@ -1,0 +1,35 @@
+"""``make bench`` end to end, very short: every phase runs and reports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import orjson
+
+from medsettle.settings import ROOT
+
+
+def test_a_short_bench_settles_claims_measures_every_phase_and_writes_its_table(
+        embedded_broker_factory, database_url, tmp_path):
+    broker = embedded_broker_factory()
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "libs"), str(ROOT)])}
+    finished = subprocess.run(
+        [sys.executable, "-m", "deploy.bench", "--seconds", "3", "--warmup", "1", "--latency-seconds", "1",
+         "--persons", "300", "--in-flight", "300", "--bootstrap", broker.bootstrap,
+         "--database-url", database_url, "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=150,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    results = orjson.loads(out.read_bytes())
+    assert results["throughput"]["answers"] > 0 and results["throughput"]["statuses"].get("settled", 0) > 0
+    assert [lat["share_percent"] for lat in results["latency"]] == [25, 50]
+    assert all(lat["answered"] > 0 and lat["lost"] == 0 and lat["p99_ms"] >= lat["p50_ms"] for lat in results["latency"])
+    assert results["floor"]["answers"] > 0 and results["floor"]["per_second"] > 0
+    assert [lat["share_percent"] for lat in results["floor"]["latency"]] == [25, 50]
+    services = {"eligibility", "basic", "insurer", "assistance", "backstop", "settlement"}
+    assert services <= set(results["processes"])
+    assert {key.split()[0] for key in results["batches"]} == services
+    assert "throughput at saturation" in finished.stdout and "floor: six bare hops" in finished.stdout

@@ -1,0 +1,60 @@
+"""The stages' fast paths give exactly what the validating paths give."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import orjson
+import pytest
+
+from deploy.bench_population import Population
+from medsettle.contract import HospitalFacts, PersonFacts, SettleClaim, SettlementDocument
+from medsettle.pipeline import Ledger
+from medsettle.policy import PolicyBook
+from medsettle.settings import ROOT
+
+
+def documents(count: int) -> list[SettlementDocument]:
+    book = PolicyBook(ROOT / "policies")
+    population = Population(50, seed=7)
+    rng = random.Random(7)
+    ledger = Ledger()
+    found = []
+    for n in range(count):
+        body = population.claim(rng)
+        claim = SettleClaim.model_validate(body)
+        policy = book.get("340421", 2024)
+        categories = [["subsistence"], [], ["poverty_registered", "monitored"]][n % 3]
+        document = SettlementDocument(
+            kind=body["type"], claim=claim, policy=policy.policy,
+            person=PersonFacts(person_id=claim.person_id, region="340421", categories=categories,
+                               favoured=policy.favoured(categories)),
+            hospital=HospitalFacts(hospital_code=claim.hospital_code, level="county", name="县人民医院"),
+            received_at=dt.datetime(2024, 3, 10, 10, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+        )
+        found.append(document)  # as eligibility sends it: no layer yet
+        found.append(ledger.settle(policy, document))  # as settlement reads it: four layers
+    found.append(found[-1].model_copy(update={"kind": "cancel", "cancel_reason": "撤销"}))
+    return found
+
+
+def test_a_trusted_document_equals_the_validated_one_and_writes_the_same_bytes() -> None:
+    for document in documents(24):  # settle and trial, before and after the layers, a cancel, large claims
+        body = document.to_json()
+        raw = orjson.loads(body)
+        trusted = SettlementDocument.trusted(raw)
+        assert trusted == SettlementDocument.from_json(body)
+        assert trusted.to_json() == body
+        assert trusted.to_json(claim_json=raw["claim"]) == body
+        assert trusted.claim.total == document.claim.total
+
+
+def test_a_malformed_document_is_still_refused_by_validation() -> None:
+    raw = orjson.loads(documents(1)[1].to_json())
+    raw["claim"]["items"][0]["amount"] = 12.5  # a float: never an amount
+    with pytest.raises(ValueError):
+        SettlementDocument.trusted(raw)
+    del raw["claim"]
+    with pytest.raises(ValueError):
+        SettlementDocument.trusted(raw)

@@ -1,0 +1,84 @@
+"""A pipeline of this package's own (its own broker, so its consumer groups
+never meet another package's pipeline), with eligibility's operator API served
+on a free port, as ``make run`` serves it on METRICS_PORT."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from medsettle import topics
+from medsettle.embedded import EmbeddedBroker, ensure_topics, free_port
+from medsettle.httpserver import ServiceHttp
+from services.eligibility.app import EligibilityStage
+from tests.factories import hospital_record
+from tests.harness import Pipeline, fresh_database, pipeline_settings
+
+SIGNING_HOSPITAL = "H3404210199"
+SIGNING_KEY = "township-hospital-signing-key"
+OTHER_SIGNING_HOSPITAL = "H3404210198"
+OTHER_SIGNING_KEY = "another-hospital-signing-key"
+SAMPLE_RATE = 0.05
+PARTITIONS = 4
+
+HOSPITALS = {
+    "township": "H3404210111",
+    "county": "H3404210101",
+    "city": "H3404000101",
+}
+
+
+@contextlib.asynccontextmanager
+async def own_broker(log_path: Path) -> AsyncIterator[str]:
+    """A broker for this package alone, with every topic, stopped when the package is done."""
+    broker = EmbeddedBroker(log_path=log_path).start()
+    try:
+        await ensure_topics(broker.bootstrap, topics.ALL_TOPICS, PARTITIONS)
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@dataclass
+class System:
+    pipeline: Pipeline
+    api: httpx.AsyncClient  # eligibility's operator API
+
+    @property
+    def hospital(self):  # noqa: ANN201
+        return self.pipeline.hospital
+
+    @property
+    def stage(self) -> EligibilityStage:
+        return self.pipeline.stage(EligibilityStage)
+
+
+@pytest.fixture(scope="package")
+async def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
+    url = await fresh_database(database_url, prefix="elig")
+    async with own_broker(tmp_path_factory.mktemp("eligibility-broker") / "broker.log") as bootstrap:
+        settings = pipeline_settings(
+            bootstrap, url,
+            hospital_keys={SIGNING_HOSPITAL: SIGNING_KEY, OTHER_SIGNING_HOSPITAL: OTHER_SIGNING_KEY},
+            audit_sample_rate=SAMPLE_RATE,
+        )
+        pipeline = Pipeline(settings)
+        await pipeline.start()
+        eligibility = pipeline.runtime(EligibilityStage)
+        port = free_port()
+        http = ServiceHttp("eligibility", "127.0.0.1", port, eligibility.health, eligibility.service.routes())
+        try:
+            await http.start()
+            await pipeline.register(hospitals=[hospital_record(code, level) for level, code in HOSPITALS.items()]
+                                    + [hospital_record(SIGNING_HOSPITAL, "township"),
+                                       hospital_record(OTHER_SIGNING_HOSPITAL, "township")])
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as api:
+                yield System(pipeline, api)
+        finally:
+            await http.stop()
+            await pipeline.stop()

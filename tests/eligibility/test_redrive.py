@@ -1,0 +1,46 @@
+"""Stuck claims: an accepted claim with no one-bill is driven again from
+PostgreSQL, the source of truth, whatever the broker lost."""
+
+from decimal import Decimal
+
+import orjson
+
+from tests.eligibility.conftest import HOSPITALS
+from tests.factories import claim_body, person_record
+
+COUNTY = HOSPITALS["county"]
+
+
+def pid(n: int) -> str:
+    return f"34042119950101{n:04d}"
+
+
+async def test_a_claim_the_broker_lost_settles_when_redriven_and_an_unreadable_row_holds_up_nothing(system):
+    person = pid(1)
+    await system.pipeline.register(persons=[person_record(person)])
+    # held for review, then marked accepted behind the broker's back: as if the
+    # approval was committed and its message to the layers was lost
+    lost = claim_body(a="1000", person_id=person, hospital_code=COUNTY, injury=True)
+    await system.hospital.send(lost)
+    assert (await system.hospital.answer(lost["claim_id"])).status == "pending_review"
+    async with system.stage.db.acquire() as c:
+        await c.execute(
+            "UPDATE claims SET status = 'accepted', updated_at = now() - interval '10 minutes' WHERE claim_id = $1",
+            lost["claim_id"])
+        await c.execute(
+            """INSERT INTO claims (claim_id, hospital_code, person_id, content_hash, status, document, updated_at)
+               VALUES ('REDRIVE-UNREADABLE', $1, $2, 'x', 'accepted', $3, now() - interval '11 minutes')""",
+            COUNTY, person, orjson.dumps({"not": "a document"}))
+
+    await system.stage.redrive_stuck()
+
+    answers = await system.hospital.answers(lost["claim_id"], 2)
+    assert answers[-1].status == "settled" and answers[-1].basic == Decimal("300.00")  # (1000 - 600) × 75%
+    async with system.stage.db.acquire() as c:
+        redrives = dict(await c.fetch(
+            "SELECT claim_id, redrives FROM claims WHERE claim_id = any($1::text[])",
+            [lost["claim_id"], "REDRIVE-UNREADABLE"]))
+        await c.execute("DELETE FROM claims WHERE claim_id = 'REDRIVE-UNREADABLE'")
+    assert redrives == {lost["claim_id"]: 1, "REDRIVE-UNREADABLE": 1}
+    # driven again, the settled claim is not counted twice
+    assert await system.stage.redrive_stuck() == 0

@@ -1,0 +1,48 @@
+"""The infrastructure the other tests stand on, and the deployment files."""
+
+import shutil
+import subprocess
+import uuid
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from medsettle.settings import ROOT
+from medsettle.topics import DLQ
+
+
+async def test_a_message_goes_through_the_broker_to_a_consumer_group(kafka_bootstrap):
+    marker = uuid.uuid4().hex.encode()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    consumer = AIOKafkaConsumer(DLQ, bootstrap_servers=kafka_bootstrap, group_id=f"infra-{marker.decode()}",
+                                auto_offset_reset="earliest", fetch_max_wait_ms=10)
+    await producer.start()
+    await consumer.start()
+    try:
+        await producer.send_and_wait(DLQ, marker, key=b"infra")
+        seen = False
+        for _ in range(200):
+            batch = await consumer.getmany(timeout_ms=100)
+            if any(r.value == marker for records in batch.values() for r in records):
+                seen = True
+                break
+        assert seen
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def test_postgresql_answers(database_url):
+    connection = await asyncpg.connect(database_url)
+    try:
+        assert await connection.fetchval("SELECT 1 + 1") == 2
+    finally:
+        await connection.close()
+
+
+def test_the_compose_file_is_valid():
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose is missing: install Debian's docker-compose package (.ci/run does)"
+    result = subprocess.run([tool, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/libs:$(CURDIR)
 SERVICES := eligibility basic insurer assistance backstop settlement
 
-.PHONY: run test demo docs bench bench-import chaos policy-check clean
+.PHONY: run test demo docs bench bench-import chaos policy-check system-deps clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: $(VENV)/.installed
 	$(PY) -m deploy.run
 
-test: $(VENV)/.installed
+system-deps:
+	deploy/system-deps.sh
+
+test: $(VENV)/.installed system-deps
 	$(PY) -m pytest
 
 demo: $(VENV)/.installed

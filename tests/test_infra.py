@@ -42,7 +42,7 @@ async def test_postgresql_answers(database_url):
 
 def test_the_compose_file_is_valid():
     tool = shutil.which("docker-compose")
-    assert tool, "docker-compose is missing: install Debian's docker-compose package (.ci/run does)"
+    assert tool, "docker-compose is missing: install Debian's docker-compose package (make test does: deploy/system-deps.sh)"
     result = subprocess.run([tool, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr

@@ -27,7 +27,7 @@ def _money(amount: str | Decimal) -> str:
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
     assert shutil.which(CHROMIUM) or os.path.exists(CHROMIUM), \
-        f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)"
+        f"{CHROMIUM} is missing: apt-get install -y chromium (make test does: deploy/system-deps.sh)"
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser

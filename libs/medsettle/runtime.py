@@ -157,6 +157,9 @@ async def _records_as_they_are(message: Any) -> Any:
     return message.body
 
 
+POLL_MS = 5
+
+
 class Runtime:
     """The Kafka and PostgreSQL wiring around one ``Service``."""
 
@@ -208,9 +211,10 @@ class Runtime:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            # how long a poll waits for what the background fetcher has buffered;
             # faststream sleeps this long again after an empty poll: short, or a
             # claim arriving in that sleep waits for it at every stage
-            batch_timeout_ms=max(1, settings.fetch_max_wait_ms),
+            batch_timeout_ms=POLL_MS,
             decoder=_records_as_they_are,
             max_records=settings.consumer_max_records,
             max_partition_fetch_bytes=8 * 1024 * 1024,

@@ -27,7 +27,10 @@ class Settings(BaseSettings):
     policy_dir: Path = Field(ROOT / "policies", description="folder of policy files, one per region and year")
     topic_partitions: int = Field(8, description="partitions of each topic created at start-up")
     consumer_max_records: int = Field(500, description="largest batch a stage takes from Kafka at once")
-    fetch_max_wait_ms: int = Field(5, description="how long a fetch waits for data (short: latency)")
+    fetch_max_wait_ms: int = Field(
+        50, ge=1,
+        description="how long the broker holds a fetch that finds no data: shorter answers an idle system sooner"
+                    " but every consumer asks more often (at 5 ms an idle system burned 1.3 of 2 cores in fetches)")
     db_pool_size: int = Field(4, description="connections in each service's pool")
     consumer_instance_id: str | None = Field(
         None,

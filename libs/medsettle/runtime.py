@@ -36,7 +36,6 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.specification import AsyncAPI
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter, Gauge, Histogram
 
 from medsettle import topics
@@ -152,9 +151,12 @@ def dead_letter(service: str, record: ConsumerRecord, error: str, at: dt.datetim
 
 
 async def _records_as_they_are(message: Any) -> Any:
-    """The batch decoder: the handler takes the raw records, so faststream's
-    default (a message object and a JSON parse per record) is skipped."""
-    return message.body
+    """The batch decoder: the handler takes aiokafka's records as they came, so
+    faststream's default (a JSON parse per record) is skipped, and so is its
+    ``message: KafkaMessage`` context parameter, which fast_depends resolves
+    in a worker thread: a thread hop for every batch."""
+    raw = message.raw_message
+    return list(raw) if isinstance(raw, tuple) else [raw]
 
 
 POLL_MS = 5
@@ -197,9 +199,7 @@ class Runtime:
     def _subscribe(self, topic: str) -> None:
         settings = self.settings
 
-        async def handle(message: KafkaMessage) -> None:
-            raw = message.raw_message
-            records = list(raw) if isinstance(raw, tuple) else [raw]
+        async def handle(records: Any) -> None:
             await self.handle(topic, records)
 
         handle.__name__ = f"{self.service.name}_{topic.replace('.', '_').replace('-', '_')}"

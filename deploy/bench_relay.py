@@ -17,19 +17,14 @@ import sys
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-
-def fetch_max_wait_ms() -> int:
-    """The services' setting (``FETCH_MAX_WAIT_MS``): the floor fetches as they do."""
-    from medsettle.settings import Settings
-
-    default = Settings.model_fields["fetch_max_wait_ms"].default
-    return int(os.environ.get("FETCH_MAX_WAIT_MS", default))
+from medsettle.settings import Settings
 
 
 async def relay(bootstrap: str, source: str, target: str, group: str, max_records: int) -> None:
     consumer = AIOKafkaConsumer(
         source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-        auto_offset_reset="earliest", fetch_max_wait_ms=fetch_max_wait_ms(), max_partition_fetch_bytes=8 * 1024 * 1024,
+        auto_offset_reset="earliest", fetch_max_wait_ms=Settings().fetch_max_wait_ms,  # as the services fetch
+        max_partition_fetch_bytes=8 * 1024 * 1024,
         session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)

@@ -41,7 +41,7 @@ from medsettle.pipeline import layer_functions
 from medsettle.policy import PolicyBook
 from medsettle.settings import ROOT, Settings
 
-from deploy.run import Supervisor
+from deploy.run import Supervisor, service_env
 
 LAYER_SERVICES = ["eligibility", "basic", "insurer", "assistance", "backstop", "settlement"]
 LEVELS = {"H3404210201": "township", "H3404210001": "county", "H3404000001": "city", "H3400000001": "province"}
@@ -322,11 +322,11 @@ async def run_chaos(*, persons: int, claims: int, seed: int, database_url: str |
     stop = asyncio.Event()
     try:
         await ensure_topics(broker.bootstrap, topics.ALL_TOPICS, partitions)
-        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=url,
-                   PYTHONPATH=f"{ROOT / 'libs'}{os.pathsep}{ROOT}", LOG_LEVEL="WARNING", LOG_FORMAT="console",
-                   METRICS_PORT="0", STUCK_AFTER_SECONDS="6", STUCK_CHECK_SECONDS="1", PYTHONUNBUFFERED="1")
+        settings = Settings()
         for name in LAYER_SERVICES:
-            supervisor.add(name, [sys.executable, "-m", f"services.{name}"], {**env, "CONSUMER_INSTANCE_ID": name})
+            supervisor.add(name, [sys.executable, "-m", f"services.{name}"],
+                           service_env(settings, broker.bootstrap, url, name, LOG_LEVEL="WARNING", METRICS_PORT="0",
+                                       STUCK_AFTER_SECONDS="6", STUCK_CHECK_SECONDS="1"))
         await supervisor.start()
         people, by_person = plan(persons, claims, seed)
         await his.start()

@@ -2,7 +2,7 @@
 # The Debian packages the tests need beyond Python: docker-compose (validates
 # docker-compose.yml without an engine), chromium (the dashboard's browser
 # test) and a Chinese font (legible screenshots). Installs what is missing;
-# `make test` and .ci/run call it.
+# `make test` calls it (and so .ci/run).
 set -euo pipefail
 
 need=()

@@ -5,7 +5,6 @@ carries on where it stopped, with nothing lost and nothing accepted twice."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from medsettle import topics
 from medsettle.embedded import ensure_topics
-from medsettle.settings import ROOT
+from medsettle.settings import ROOT, Settings
+from deploy.run import service_env
 from tests.factories import claim_body, hospital_record, person_record
 from tests.harness import fresh_database
 
@@ -28,9 +28,8 @@ CLAIMS = 300
 
 
 def start_eligibility(bootstrap: str, url: str, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, DATABASE_URL=url, FETCH_MAX_WAIT_MS="5",
-               CONSUMER_MAX_RECORDS="10", STUCK_CHECK_SECONDS="0", CONSUMER_INSTANCE_ID="eligibility",
-               LOG_FORMAT="console", LOG_LEVEL="INFO", PYTHONPATH=f"{ROOT / 'libs'}{os.pathsep}{ROOT}")
+    env = service_env(Settings(), bootstrap, url, "eligibility", METRICS_PORT="0", FETCH_MAX_WAIT_MS="5",
+                      CONSUMER_MAX_RECORDS="10", STUCK_CHECK_SECONDS="0", LOG_LEVEL="INFO")
     return subprocess.Popen([sys.executable, "-m", "services.eligibility"], cwd=ROOT, env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 

@@ -622,35 +622,40 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
         try:
             await cashier.probe(120)
             processes.check()
-            print("pipeline answers; saturating", file=sys.stderr)
-            if args.profile:
-                profilers = start_profilers(processes, out, args.seconds + args.warmup)
-            before = await scrape(metrics)
-            sampler.begin()
-            throughput = await cashier.saturate(args.seconds, args.warmup, args.in_flight)
-            results["processes"] = await sampler.end()
-            results["batches"] = batches(before, await scrape(metrics))
-            results["throughput"] = throughput
-            for profiler in profilers:
-                profiler.wait()
-            print(f"throughput {throughput['per_second']:.0f}/s; pacing", file=sys.stderr)
+            throughput = {"per_second": 0.0}
+            if args.seconds > 0:
+                print("pipeline answers; saturating", file=sys.stderr)
+                if args.profile:
+                    profilers = start_profilers(processes, out, args.seconds + args.warmup)
+                before = await scrape(metrics)
+                sampler.begin()
+                throughput = await cashier.saturate(args.seconds, args.warmup, args.in_flight)
+                results["processes"] = await sampler.end()
+                results["batches"] = batches(before, await scrape(metrics))
+                results["throughput"] = throughput
+                for profiler in profilers:
+                    profiler.wait()
+                print(f"throughput {throughput['per_second']:.0f}/s; pacing", file=sys.stderr)
             processes.check()
             results["latency"] = []
-            for share in args.shares:
-                rate = max(1.0, throughput["per_second"] * share / 100)
+            paces = [(share, throughput["per_second"] * share / 100) for share in args.shares if args.seconds > 0]
+            for share, rate in [*paces, *((None, rate) for rate in args.rates)]:
+                rate = max(1.0, rate)
                 before = await scrape(metrics)
+                sampler.begin()
                 figures = await cashier.paced(rate, args.latency_seconds)
+                figures["processes"] = await sampler.end()
                 figures["share_percent"] = share
                 figures["batches"] = batches(before, await scrape(metrics))
                 results["latency"].append(figures)
-                print(f"at {share}% ({rate:.0f}/s): p99 {figures['p99_ms']} ms", file=sys.stderr)
+                print(f"at {rate:.0f}/s: p99 {figures['p99_ms']} ms", file=sys.stderr)
             results["unexpected_answers"] = cashier.unexpected
             results["send_failures"] = cashier.send_failures
         finally:
             await cashier.stop()
         processes.stop(list(SERVICES))
 
-        if not args.no_floor:
+        if not args.no_floor and "throughput" in results:
             rates = {lat["share_percent"]: lat["rate"] for lat in results["latency"]}
             results["floor"] = await floor(args, infra, population, processes, throughput["answers"],
                                            sampler.named["broker"], rates)
@@ -776,10 +781,15 @@ def table(results: dict[str, Any]) -> str:
                      f"p99.9 {lat['p999_ms']:>7.1f} ms   max {lat['max_ms']:>7.1f} ms   "
                      f"({lat['answered']:,} answered, {lat['lost']} lost)")
     for lat in results.get("latency", []):
-        label = f"latency at {lat['share_percent']}% ({lat['rate']:,.0f}/s)"
+        label = (f"latency at {lat['rate']:,.0f}/s" if lat["share_percent"] is None
+                 else f"latency at {lat['share_percent']}% ({lat['rate']:,.0f}/s)")
         lines.append(f"{label:<34}p50 {lat['p50_ms']:>7.1f} ms   p99 {lat['p99_ms']:>7.1f} ms   "
                      f"p99.9 {lat['p999_ms']:>7.1f} ms   max {lat['max_ms']:>7.1f} ms   "
                      f"({lat['answered']:,} answered, {lat['lost']} lost)")
+        if lat.get("processes"):
+            cpu = ", ".join(f"{name} {f['cpu_percent']:.0f}" for name, f in lat["processes"].items())
+            lines.append(f"{'  cpu % meanwhile':<34}{sum(f['cpu_percent'] for f in lat['processes'].values()):.0f}"
+                         f" ({cpu})")
         for topic, figures in lat.get("trace", {}).items():
             lines.append(f"{'  out of ' + topic:<34}p50 {figures['p50_ms']:>7.1f} ms   p99 {figures['p99_ms']:>7.1f} ms")
     procs = results.get("processes")
@@ -811,6 +821,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=8, help="partitions of each topic")
     parser.add_argument("--in-flight", type=int, default=3000, help="claims outstanding at saturation")
     parser.add_argument("--shares", type=int, nargs="+", default=[25, 50], help="paced rates, % of throughput")
+    parser.add_argument("--rates", type=float, nargs="*", default=[],
+                        help="paced rates in claims/s, after the shares (to compare runs at the same load);"
+                             " with --seconds 0 the saturation run is skipped and only these are paced")
     parser.add_argument("--cancels", type=float, default=0.01, help="share of sends that reverse a settled claim")
     parser.add_argument("--seed", type=int, default=20240310)
     parser.add_argument("--no-floor", action="store_true", help="skip the six-hop floor")

@@ -5,20 +5,32 @@ A service implements ``Service.process(topic, records)``, which does its work
 durably and returns the messages to publish. The runtime wraps it in the
 at-least-once discipline:
 
-- the faststream subscriber uses ``AckPolicy.NACK_ON_ERROR``: offsets are
-  committed after the handler returns, and an exception rewinds the partitions
-  to the first record of the batch, so nothing is skipped;
-- an infrastructure failure (PostgreSQL or the broker unreachable) is raised
-  after a pause, and the batch comes again;
+- each subscription is a ``Lane``: an aiokafka consumer whose loop takes a
+  batch, has it handled, and records its offsets as done only after the
+  published messages are confirmed; done offsets are committed at most every
+  ``COMMIT_INTERVAL`` seconds, when the topic goes quiet, before partitions are
+  taken away in a rebalance, and at shutdown. A crash before a commit means a
+  redelivery, which the services' inboxes answer with what they stored;
+- a batch that fails rewinds its partitions to its first record, so nothing
+  is skipped; an infrastructure failure (PostgreSQL or the broker unreachable)
+  is raised after a pause, and the batch comes again;
 - any other failure isolates the record that causes it: the batch is retried
   record by record, with back-off, and a record that keeps failing goes to
   ``settlement.dlq`` with the error and the original, so the partition moves on.
+
+faststream runs the process (start-up and shutdown hooks, signals), owns the
+producer and describes the topics for AsyncAPI (``make docs``). The consuming
+is done here, straight on aiokafka: faststream's batch loop sleeps between
+empty polls (a claim arriving meanwhile waits out the sleep at every stage),
+commits after every batch and runs its middleware stack for each, which on
+small batches cost more CPU than the work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import time
 import traceback
@@ -31,9 +43,11 @@ from typing import Any
 import asyncpg
 import orjson
 import structlog
-from aiokafka import ConsumerRecord
-from aiokafka.errors import IllegalStateError, KafkaError
-from faststream import AckPolicy, FastStream
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import ConsumerStoppedError, IllegalStateError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+from faststream import FastStream
 from faststream.specification import AsyncAPI
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter, Gauge, Histogram
@@ -150,16 +164,125 @@ def dead_letter(service: str, record: ConsumerRecord, error: str, at: dt.datetim
     return Outgoing(topics.DLQ, record.key, orjson.dumps(body), {"x-error": error[:200].encode("ascii", "replace").decode()})
 
 
-async def _records_as_they_are(message: Any) -> Any:
-    """The batch decoder: the handler takes aiokafka's records as they came, so
-    faststream's default (a JSON parse per record) is skipped, and so is its
-    ``message: KafkaMessage`` context parameter, which fast_depends resolves
-    in a worker thread: a thread hop for every batch."""
-    raw = message.raw_message
-    return list(raw) if isinstance(raw, tuple) else [raw]
+COMMIT_INTERVAL = 0.1
+"""Seconds between offset commits while records keep coming: a commit is a
+round trip to the broker; what a crash leaves uncommitted is redelivered and
+answered from the inbox."""
+
+IDLE_POLL_MS = 500
+"""How long one poll waits for records; aiokafka returns as soon as any arrive."""
+
+GRACE_SECONDS = 20.0
+"""How long a stopping lane lets the batch in hand finish."""
 
 
-POLL_MS = 5
+class Lane:
+    """One subscription: an aiokafka consumer in its group, and the loop that
+    hands its batches to the runtime and commits what is done."""
+
+    def __init__(self, runtime: Runtime, topic: str) -> None:
+        self.runtime = runtime
+        self.topic = topic
+        self.consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+        self._done: dict[TopicPartition, int] = {}  # next offset to commit, per partition, once handled
+        self._handling = asyncio.Lock()  # held while a batch is handled; a rebalance waits for it
+        self._last_commit = 0.0
+        self._stopping = False
+
+    async def start(self) -> None:
+        settings = self.runtime.settings
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=self.runtime.service.name,
+            group_id=self.runtime.group_id(self.topic),
+            group_instance_id=settings.consumer_instance_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        self.consumer.subscribe([self.topic], listener=_CommitBeforeRevoke(self))
+        await self.consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"lane:{self.topic}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            if not self._handling.locked():  # waiting for records: nothing to finish
+                task.cancel()
+            _, unfinished = await asyncio.wait({task}, timeout=GRACE_SECONDS)
+            for late in unfinished:
+                late.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self.consumer is not None:
+            await self.commit()
+            await self.consumer.stop()
+            self.consumer = None
+
+    async def _run(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        max_records = self.runtime.settings.consumer_max_records
+        while not self._stopping:
+            try:
+                batch = await consumer.getmany(timeout_ms=IDLE_POLL_MS, max_records=max_records)
+            except ConsumerStoppedError:
+                return
+            except KafkaError as exc:
+                log.warning("fetch_failed", topic=self.topic, error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            if not batch:
+                await self.commit()  # the topic went quiet: leave nothing handled uncommitted
+                continue
+            async with self._handling:
+                records = [record for part in batch.values() for record in part]
+                try:
+                    await self.runtime.handle(self.topic, records)
+                except Exception as exc:  # noqa: BLE001 - the batch comes again
+                    log.warning("batch_rewound", topic=self.topic, records=len(records), error=repr(exc))
+                    for tp, part in batch.items():
+                        with contextlib.suppress(IllegalStateError):  # no longer ours: its new owner has it
+                            consumer.seek(tp, part[0].offset)
+                    continue
+                for tp, part in batch.items():
+                    self._done[tp] = part[-1].offset + 1
+            if time.monotonic() - self._last_commit >= COMMIT_INTERVAL:
+                await self.commit()
+
+    async def commit(self) -> None:
+        """Commit the offsets of what has been handled and published."""
+        if not self._done or self.consumer is None:
+            return
+        done, self._done = self._done, {}
+        self._last_commit = time.monotonic()
+        try:
+            await self.consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in done.items()})
+        except (KafkaError, IllegalStateError) as exc:  # a rebalance under way, the broker away
+            log.info("commit_deferred", topic=self.topic, error=repr(exc))
+            held = self.consumer.assignment()
+            for tp, offset in done.items():  # not lost: the next commit carries them, unless a newer one does
+                if tp in held and tp not in self._done:
+                    self._done[tp] = offset
+
+
+class _CommitBeforeRevoke(ConsumerRebalanceListener):
+    """Partitions leaving in a rebalance: finish the batch in hand and commit
+    it first, so that their next owner does not handle it again."""
+
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self.lane._handling:
+            await self.lane.commit()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        pass
 
 
 class Runtime:
@@ -183,11 +306,17 @@ class Runtime:
             description=f"one-stop settlement: {service.name}",
         )
         service.publisher = self.publish
+        self.lanes = {topic: Lane(self, topic) for topic in service.subscriptions}
+        self.subscribers = self.lanes  # each lane's aiokafka consumer gives the lag
+        # What the service reads and writes, for AsyncAPI (make docs): declared
+        # on a broker that is never started, since the lanes do the consuming.
+        self.description = KafkaBroker(settings.kafka_bootstrap_servers, logger=None,
+                                       description=f"one-stop settlement: {service.name}")
         for topic in service.subscriptions:
-            self._subscribe(topic)
-        for topic, model in service.produces.items():  # documentation of what it publishes
-            self.broker.publisher(topic, schema=model, title=f"{service.name}:{topic}:publish",
-                                  description=(model.__doc__ or "").strip() or None)
+            self._describe(topic, service.consumes.get(topic, Any))
+        for topic, model in service.produces.items():
+            self.description.publisher(topic, schema=model, title=f"{service.name}:{topic}:publish",
+                                       description=(model.__doc__ or "").strip() or None)
 
     def group_id(self, topic: str) -> str:
         """The service's consumer group; one per topic when it reads several,
@@ -196,34 +325,22 @@ class Runtime:
             return self.service.name
         return f"{self.service.name}.{topic}"
 
-    def _subscribe(self, topic: str) -> None:
-        settings = self.settings
+    def _describe(self, topic: str, model: Any) -> None:
+        async def consumes(body: Any) -> None:  # only its signature is read
+            raise AssertionError("a described subscriber never runs")
 
-        async def handle(records: Any) -> None:
-            await self.handle(topic, records)
+        consumes.__annotations__ = {"body": model, "return": None}  # the message model, for the schema
+        consumes.__name__ = f"{self.service.name}_{topic.replace('.', '_').replace('-', '_')}"
+        self.description.subscriber(topic, group_id=self.group_id(topic), batch=True,
+                                    title=f"{self.service.name}:{topic}")(consumes)
 
-        handle.__name__ = f"{self.service.name}_{topic.replace('.', '_').replace('-', '_')}"
-        subscriber = self.broker.subscriber(
-            topic,
-            group_id=self.group_id(topic),
-            group_instance_id=settings.consumer_instance_id,
-            batch=True,
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            # how long a poll waits for what the background fetcher has buffered;
-            # faststream sleeps this long again after an empty poll: short, or a
-            # claim arriving in that sleep waits for it at every stage
-            batch_timeout_ms=POLL_MS,
-            decoder=_records_as_they_are,
-            max_records=settings.consumer_max_records,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-            title=f"{self.service.name}:{topic}",
-        )
-        subscriber(handle)
-        self.subscribers[topic] = subscriber  # its aiokafka consumer gives the lag
+    async def start_consuming(self) -> None:
+        for lane in self.lanes.values():
+            await lane.start()
+        log.info("service_started", subscriptions=list(self.service.subscriptions))
+
+    async def stop_consuming(self) -> None:
+        await asyncio.gather(*(lane.stop() for lane in self.lanes.values()))
 
     async def open_database(self) -> None:
         if not self.settings.database_url:
@@ -257,9 +374,10 @@ class Runtime:
         """Start in-process (tests): database first, then the consumers."""
         await self.open_database()
         await self.broker.start()
-        log.info("service_started", subscriptions=list(self.service.subscriptions))
+        await self.start_consuming()
 
     async def stop(self) -> None:
+        await self.stop_consuming()
         await self.broker.stop()
         await self.close_database()
         log.info("service_stopped")
@@ -403,13 +521,13 @@ def create_app(service_factory: Callable[[Settings], Service], settings: Setting
     service = service_factory(settings)
     configure_logging(service.name, settings.log_level, settings.log_format)
     runtime = Runtime(service, settings)
-    app = FastStream(
-        runtime.broker,
-        logger=None,
-        specification=AsyncAPI(title=f"one-stop settlement: {service.name}", version="1.0.0"),
-    )
+    specification = AsyncAPI(runtime.description, title=f"one-stop settlement: {service.name}", version="1.0.0")
+    app = FastStream(runtime.broker, logger=None, specification=specification)
+    specification.brokers.remove(runtime.broker)  # the running broker declares nothing: the description does
 
     app.on_startup(runtime.open_database)
+    app.after_startup(runtime.start_consuming)
+    app.on_shutdown(runtime.stop_consuming)
     app.after_shutdown(runtime.close_database)
     app.runtime = runtime  # type: ignore[attr-defined]
     return app

@@ -1,7 +1,7 @@
 """A layer stage: basic, insurer (serious illness), assistance, backstop.
 
 For each document it consumes, a stage applies its pure layer function to the
-person's accumulator and, in one transaction, writes the layer, the
+person's accumulator and, in one statement, writes the layer, the
 accumulator change and the inbox row; then the runtime publishes the enriched
 document keyed by ``person_id`` and commits the offset.
 
@@ -77,13 +77,17 @@ class LayerStage(Service):
                 raise Poison(f"not a settlement document: {exc}") from None
 
         out: list[Outgoing] = []
-        async with self.db.acquire() as c, c.transaction():
+        # No explicit transaction: one read, then one statement that writes
+        # everything only if no accumulator it read has changed since
+        # (layer_migrations/0002_optimistic.sql).
+        async with self.db.acquire() as c:
             lasting = [d.message_id for d, _ in documents if d.kind != "trial"]
             keys = {(d.person.person_id, d.claim.year) for d, _ in documents}
             cancels = [d.claim.claim_id for d, _ in documents if d.kind == "cancel"]
             done, stored, previous = await repo.load_batch(c, lasting, keys, cancels)
+            versions = {key: stored[key][1] if key in stored else 0 for key in keys}
             states: dict[tuple[str, int], Counters] = {
-                key: self.accumulator_type.model_validate(stored.get(key, {})) for key in keys
+                key: self.accumulator_type.model_validate(stored[key][0] if key in stored else {}) for key in keys
             }
             changed: set[tuple[str, int]] = set()
             new_layers: dict[str, repo.LayerRow] = {}
@@ -133,7 +137,7 @@ class LayerStage(Service):
 
             if changed or new_layers or reversed_ids or inbox:
                 await repo.save_batch(
-                    c, {k: orjson.dumps(states[k].model_dump(mode="json")) for k in changed},
+                    c, {k: (orjson.dumps(states[k].model_dump(mode="json")), versions[k]) for k in changed},
                     list(new_layers.values()), reversed_ids, inbox,
                 )
         return out

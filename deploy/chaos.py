@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import sys
@@ -125,8 +126,11 @@ class Hospitals:
         self.consumer: AIOKafkaConsumer | None = None
         self.task: asyncio.Task | None = None
 
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=10000)
+
     async def start(self) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=10000)
+        self.producer = self._new_producer()
         self.consumer = AIOKafkaConsumer(topics.SETTLEMENTS, bootstrap_servers=self.bootstrap, group_id=None,
                                          auto_offset_reset="earliest", fetch_max_wait_ms=20)
         await self.producer.start()
@@ -149,9 +153,27 @@ class Hospitals:
                 self.arrived.set()
 
     async def send(self, body: dict[str, Any]) -> None:
-        assert self.producer is not None
+        producer = self.producer
+        assert producer is not None
         try:
-            await self.producer.send_and_wait(topics.CLAIMS, orjson.dumps(body), key=body["claim_id"].encode())
+            # bounded: a send caught by the broker's restart has been seen to wait forever
+            await asyncio.wait_for(
+                producer.send_and_wait(topics.CLAIMS, orjson.dumps(body), key=body["claim_id"].encode()), 15)
+        except TimeoutError:  # that producer is stuck: the next send gets a new one
+            fresh = self._new_producer()
+            try:
+                await asyncio.wait_for(fresh.start(), 10)
+            except Exception:  # noqa: BLE001 - the broker is still away: the next resend tries again
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(fresh.stop(), 5)
+                return
+            if self.producer is producer:
+                self.producer = fresh
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), 5)
+            else:  # another send renewed it meanwhile
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(fresh.stop(), 5)
         except Exception:  # noqa: BLE001 - the broker restarts: the resend covers it
             pass
 
@@ -184,7 +206,24 @@ class Hospitals:
                     pass
 
 
-async def drive_person(his: Hospitals, claims: list[Claim], deadline: float, resend_every: float) -> None:
+REVERSED_ANSWER_WAIT = 60.0
+"""How long a cashier waits for the `reversed` answer before looking the reversal up."""
+
+
+async def reversal_recorded(database_url: str, claim_id: str, deadline: float) -> None:
+    """Wait until the one-bill of ``claim_id`` is stored as reversed."""
+    while time.monotonic() < deadline:
+        c = await asyncpg.connect(database_url)
+        try:
+            if await c.fetchval("SELECT status FROM settlement.one_bills WHERE claim_id = $1", claim_id) == "reversed":
+                return
+        finally:
+            await c.close()
+        await asyncio.sleep(0.5)
+
+
+async def drive_person(his: Hospitals, claims: list[Claim], deadline: float, resend_every: float,
+                       database_url: str) -> None:
     for claim in claims:
         await his.send(claim.body)
         got = await his.until(claim.claim_id, {"settled", "rejected"}, 0, claim.body, resend_every, deadline)
@@ -196,7 +235,15 @@ async def drive_person(his: Hospitals, claims: list[Claim], deadline: float, res
         await his.send(cancel)
         # A resent cancel may be answered ALREADY_REVERSED while the first one is
         # still on its way through the layers: the final answer is `reversed`.
-        await his.until(claim.claim_id, {"reversed"}, seen, cancel, resend_every, deadline)
+        got = await his.until(claim.claim_id, {"reversed"}, seen, cancel, resend_every,
+                              min(deadline, time.monotonic() + REVERSED_ANSWER_WAIT))
+        if got is None and any(a.rejection and a.rejection.code == "ALREADY_REVERSED"
+                               for a in his.answers[claim.claim_id][seen:]):
+            # The `reversed` answer went out before the broker lost its messages,
+            # and a resent cancel is answered ALREADY_REVERSED, not with the bill
+            # again: the cashier asks the bureau's records instead, before the
+            # person's next claim.
+            await reversal_recorded(database_url, claim.claim_id, deadline)
 
 
 async def chaos_monkey(supervisor: Supervisor, broker: EmbeddedBroker, rng: random.Random, stop: asyncio.Event,
@@ -340,7 +387,7 @@ async def run_chaos(*, persons: int, claims: int, seed: int, database_url: str |
         deadline = time.monotonic() + timeout
         monkey = asyncio.create_task(chaos_monkey(supervisor, broker, rng, stop, kill_every,
                                                   restart_broker_after, partitions, chaos_seconds))
-        await asyncio.gather(*(drive_person(his, c, deadline, 12.0) for c in by_person.values()))
+        await asyncio.gather(*(drive_person(his, c, deadline, 12.0, url) for c in by_person.values()))
         stop.set()
         kills, restarts = await monkey
         report = await verify(url, by_person, his)

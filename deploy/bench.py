@@ -622,7 +622,6 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
         try:
             await cashier.probe(120)
             processes.check()
-            throughput = {"per_second": 0.0}
             if args.seconds > 0:
                 print("pipeline answers; saturating", file=sys.stderr)
                 if args.profile:
@@ -638,7 +637,8 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
                 print(f"throughput {throughput['per_second']:.0f}/s; pacing", file=sys.stderr)
             processes.check()
             results["latency"] = []
-            paces = [(share, throughput["per_second"] * share / 100) for share in args.shares if args.seconds > 0]
+            measured = results.get("throughput")
+            paces = [(share, measured["per_second"] * share / 100) for share in args.shares] if measured else []
             for share, rate in [*paces, *((None, rate) for rate in args.rates)]:
                 rate = max(1.0, rate)
                 before = await scrape(metrics)
@@ -657,9 +657,9 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
 
         if not args.no_floor and "throughput" in results:
             rates = {lat["share_percent"]: lat["rate"] for lat in results["latency"]}
-            results["floor"] = await floor(args, infra, population, processes, throughput["answers"],
+            results["floor"] = await floor(args, infra, population, processes, results["throughput"]["answers"],
                                            sampler.named["broker"], rates)
-            ratio = throughput["per_second"] / max(results["floor"]["per_second"], 1e-9)
+            ratio = results["throughput"]["per_second"] / max(results["floor"]["per_second"], 1e-9)
             results["floor"]["pipeline_share_percent"] = round(100 * ratio, 1)
     finally:
         for profiler in profilers:

@@ -212,14 +212,14 @@ REVERSED_ANSWER_WAIT = 60.0
 
 async def reversal_recorded(database_url: str, claim_id: str, deadline: float) -> None:
     """Wait until the one-bill of ``claim_id`` is stored as reversed."""
-    while time.monotonic() < deadline:
-        c = await asyncpg.connect(database_url)
-        try:
+    c = await asyncpg.connect(database_url)
+    try:
+        while time.monotonic() < deadline:
             if await c.fetchval("SELECT status FROM settlement.one_bills WHERE claim_id = $1", claim_id) == "reversed":
                 return
-        finally:
-            await c.close()
-        await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)
+    finally:
+        await c.close()
 
 
 async def drive_person(his: Hospitals, claims: list[Claim], deadline: float, resend_every: float,

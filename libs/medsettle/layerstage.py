@@ -85,9 +85,9 @@ class LayerStage(Service):
             keys = {(d.person.person_id, d.claim.year) for d, _ in documents}
             cancels = [d.claim.claim_id for d, _ in documents if d.kind == "cancel"]
             done, stored, previous = await repo.load_batch(c, lasting, keys, cancels)
-            versions = {key: stored[key][1] if key in stored else 0 for key in keys}
+            versions = {key: stored.get(key, ({}, 0))[1] for key in keys}  # 0: none stored yet
             states: dict[tuple[str, int], Counters] = {
-                key: self.accumulator_type.model_validate(stored[key][0] if key in stored else {}) for key in keys
+                key: self.accumulator_type.model_validate(stored.get(key, ({}, 0))[0]) for key in keys
             }
             changed: set[tuple[str, int]] = set()
             new_layers: dict[str, repo.LayerRow] = {}

@@ -292,7 +292,6 @@ class Runtime:
         self.service = service
         self.settings = settings
         self.http: Any = None
-        self.subscribers: dict[str, Any] = {}
         self._lag_partitions: dict[str, set[int]] = {}
         self._lag_updated: dict[str, float] = {}
         self._lag_watch: asyncio.Task | None = None
@@ -306,8 +305,7 @@ class Runtime:
             description=f"one-stop settlement: {service.name}",
         )
         service.publisher = self.publish
-        self.lanes = {topic: Lane(self, topic) for topic in service.subscriptions}
-        self.subscribers = self.lanes  # each lane's aiokafka consumer gives the lag
+        self.lanes = {topic: Lane(self, topic) for topic in service.subscriptions}  # their consumers give the lag
         # What the service reads and writes, for AsyncAPI (make docs): declared
         # on a broker that is never started, since the lanes do the consuming.
         self.description = KafkaBroker(settings.kafka_bootstrap_servers, logger=None,
@@ -400,8 +398,8 @@ class Runtime:
 
     async def update_lag(self, topic: str) -> None:
         """Set the lag gauge of each partition of ``topic`` this consumer holds."""
-        subscriber = self.subscribers.get(topic)
-        consumer = getattr(subscriber, "consumer", None)
+        lane = self.lanes.get(topic)
+        consumer = lane.consumer if lane is not None else None
         if consumer is None:
             return
         name = self.service.name

@@ -29,7 +29,7 @@ def lag_samples(service: str, topic: str) -> dict[int, float]:
 async def test_consumer_lag_is_kept_per_topic_and_partition_the_service_holds(dashboard_system):
     for kind, topic in ((EligibilityStage, topics.CLAIMS), (SettlementStage, topics.BACKSTOP)):
         runtime = dashboard_system.pipeline.runtime(kind)
-        held = {tp.partition for tp in runtime.subscribers[topic].consumer.assignment()}
+        held = {tp.partition for tp in runtime.lanes[topic].consumer.assignment()}
         lag = lag_samples(runtime.service.name, topic)
         assert lag and set(lag) <= held, (topic, lag, held)
         assert all(value >= 0 for value in lag.values())

@@ -21,28 +21,18 @@ class LayerRow:
     status: str
 
 
-async def inbox_outputs(c: asyncpg.Connection, message_ids: list[str]) -> dict[str, bytes]:
-    if not message_ids:
-        return {}
-    rows = await c.fetch("SELECT message_id, output FROM inbox WHERE message_id = any($1::text[])", message_ids)
-    return {r["message_id"]: r["output"] for r in rows}
-
-
-async def record_inbox(c: asyncpg.Connection, entries: list[tuple[str, bytes]]) -> None:
-    if entries:
-        await c.executemany("INSERT INTO inbox (message_id, output) VALUES ($1, $2)", entries)
-
-
 Stored = tuple[dict, int]
 """An accumulator's state and its version."""
 
 
 async def load_batch(
-    c: asyncpg.Connection, message_ids: list[str], keys: set[tuple[str, int]], cancelled: list[str]
+    c: asyncpg.Connection, cancels: list[str], keys: set[tuple[str, int]], claim_ids: list[str]
 ) -> tuple[dict[str, bytes], dict[tuple[str, int], Stored], dict[str, LayerRow]]:
-    """What a batch needs, in one round trip: the outputs of messages already
-    handled, the accumulators of these (person, year) pairs with their
-    versions, and the layers that these cancels reverse."""
+    """What a batch needs, in one round trip: the answers to the cancels
+    already handled (by message id), the accumulators of these (person, year)
+    pairs with their versions, and the layers stored for these claims. A
+    settle already handled finds its answer in its layer's ``output``, so a
+    settle writes no inbox row of its own: the document is stored once."""
     persons, years = zip(*sorted(keys)) if keys else ((), ())
     rows = await c.fetch(
         """SELECT 'inbox' AS what, message_id AS id, NULL::int AS year, output, NULL::text AS state,
@@ -57,7 +47,7 @@ async def load_batch(
            UNION ALL
            SELECT 'layer', claim_id, year, output, delta::text, NULL, person_id, policy, amount, status
              FROM layers WHERE claim_id = any($4::text[])""",
-        message_ids, list(persons), list(years), cancelled,
+        cancels, list(persons), list(years), claim_ids,
     )
     done: dict[str, bytes] = {}
     states: dict[tuple[str, int], Stored] = {}
@@ -82,7 +72,8 @@ async def save_batch(
     transaction: the accumulators (each only at the version ``load_batch``
     read, else the statement fails with serialization_failure and nothing is
     written), the new layers (those settled and reversed in the same batch
-    already reversed), the reversals of earlier layers, and the inbox rows."""
+    already reversed), the reversals of earlier layers, and the inbox rows of
+    the cancels."""
     await c.execute(
         """WITH saved AS (
                INSERT INTO accumulators AS a (person_id, year, state, version)

@@ -2,14 +2,15 @@
 
 For each document it consumes, a stage applies its pure layer function to the
 person's accumulator and, in one statement, writes the layer, the
-accumulator change and the inbox row; then the runtime publishes the enriched
-document keyed by ``person_id`` and commits the offset.
+accumulator change and, for a cancel, the inbox row; then the runtime
+publishes the enriched document keyed by ``person_id`` and commits the offset.
 
 - ``settle``: the layer is stored with its delta and the accumulator grows.
 - ``trial``: computed on the current accumulator; nothing is written.
 - ``cancel``: the stored delta is subtracted again and the layer is marked
   reversed; the document goes on carrying the original amounts.
-- A redelivered message finds its inbox row and re-publishes what was stored.
+- A redelivered message re-publishes what was stored: a settle finds its
+  layer's output, a cancel its inbox row.
 """
 
 from __future__ import annotations
@@ -81,10 +82,14 @@ class LayerStage(Service):
         # everything only if no accumulator it read has changed since
         # (layer_migrations/0002_optimistic.sql).
         async with self.db.acquire() as c:
-            lasting = [d.message_id for d, _ in documents if d.kind != "trial"]
             keys = {(d.person.person_id, d.claim.year) for d, _ in documents}
-            cancels = [d.claim.claim_id for d, _ in documents if d.kind == "cancel"]
-            done, stored, previous = await repo.load_batch(c, lasting, keys, cancels)
+            done, stored, previous = await repo.load_batch(
+                c, [d.message_id for d, _ in documents if d.kind == "cancel"], keys,
+                [d.claim.claim_id for d, _ in documents if d.kind != "trial"],
+            )
+            for document, _ in documents:  # a settle handled before: answered with what its layer stored
+                if document.kind == "settle" and document.claim.claim_id in previous:
+                    done[document.message_id] = previous[document.claim.claim_id].output
             versions = {key: stored.get(key, ({}, 0))[1] for key in keys}  # 0: none stored yet
             states: dict[tuple[str, int], Counters] = {
                 key: self.accumulator_type.model_validate(stored.get(key, ({}, 0))[0]) for key in keys
@@ -92,7 +97,7 @@ class LayerStage(Service):
             changed: set[tuple[str, int]] = set()
             new_layers: dict[str, repo.LayerRow] = {}
             reversed_ids: list[str] = []
-            inbox: list[tuple[str, bytes]] = []
+            inbox: list[tuple[str, bytes]] = []  # the cancels' answers; a settle's is its layer's output
 
             for document, claim_json in documents:
                 key = (document.person.person_id, document.claim.year)
@@ -131,8 +136,8 @@ class LayerStage(Service):
                     else:
                         reversed_ids.append(row.claim_id)
                     PAID.labels(self.layer.value, "reversed").inc(float(row.amount))
+                    inbox.append((document.message_id, body))
                 done[document.message_id] = body
-                inbox.append((document.message_id, body))
                 out.append(self._outgoing(document, body))
 
             if changed or new_layers or reversed_ids or inbox:

@@ -7,9 +7,7 @@ import datetime as dt
 import asyncpg
 
 from medsettle.contract import SettlementDocument, SettlementResult
-from medsettle.layer_repository import inbox_outputs, record_inbox
-
-__all__ = ["inbox_outputs", "record_inbox", "insert_bills", "reverse_bills", "record_broken", "bill", "bodies",
+__all__ = ["insert_bills", "reverse_bills", "record_broken", "bill", "bodies",
            "load_batch", "save_batch"]
 
 _AMOUNTS = ("total", "self_pay", "over_limit_self_pay", "pre_self_pay", "compliant", "deductible",

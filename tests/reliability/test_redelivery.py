@@ -1,0 +1,59 @@
+"""A layer stage handed messages it has already handled (a crash between its
+write and the offset commit) answers exactly what it answered the first time
+and counts nothing twice: a settle from the output its layer stored, a cancel
+from the inbox."""
+
+import uuid
+from decimal import Decimal
+
+import orjson
+from aiokafka import ConsumerRecord
+
+from medsettle import topics
+from medsettle.contract import SettlementDocument
+from medsettle.db import create_pool, migrate
+from medsettle.policy import load_policy
+from medsettle.settings import ROOT, Settings
+from services.basic.app import BasicStage
+from tests.factories import document
+
+POLICY = load_policy(ROOT / "policies" / "340421-2024.yaml")
+
+
+def record(doc: SettlementDocument, offset: int) -> ConsumerRecord:
+    value = doc.to_json()
+    return ConsumerRecord(topics.ELIGIBLE, 0, offset, 0, 0, doc.person.person_id.encode(), value,
+                          None, 0, len(value), ())
+
+
+async def test_a_redelivered_batch_is_answered_again_and_counted_once(database_url):
+    schema = f"redeliver_{uuid.uuid4().hex[:8]}"
+    stage = BasicStage(Settings(database_url=database_url))
+    stage.pool = await create_pool(database_url, schema, size=2)
+    try:
+        await migrate(stage.pool, schema, stage.migrations)
+        first = document(POLICY, a="8000", b="2000", claim_id="H1-2024-A")
+        second = document(POLICY, a="3000", claim_id="H1-2024-B")
+        cancel = first.model_copy(update={"kind": "cancel", "cancel_reason": "录入错误"})
+
+        settled = await stage.process(topics.ELIGIBLE, [record(first, 0), record(second, 1)])
+        reversed_ = await stage.process(topics.ELIGIBLE, [record(cancel, 2)])
+        person, year = first.person.person_id, first.claim.year
+        after = await stage.accumulator(person, year)
+
+        again = await stage.process(topics.ELIGIBLE, [record(first, 0), record(second, 1), record(cancel, 2)])
+
+        assert [o.value for o in again] == [o.value for o in settled + reversed_]
+        assert await stage.accumulator(person, year) == after
+        paid = [SettlementDocument.from_json(o.value).layer_amount(stage.layer) for o in settled]
+        assert after.inpatient_paid == paid[1] > Decimal("0")  # the first claim was given back, once
+        assert orjson.loads(reversed_[0].value)["kind"] == "cancel"
+        async with stage.pool.acquire() as c:
+            assert await c.fetchval("SELECT count(*) FROM layers") == 2
+            assert await c.fetch("SELECT claim_id, status FROM layers ORDER BY claim_id") == [
+                ("H1-2024-A", "reversed"), ("H1-2024-B", "settled")]
+            assert await c.fetchval("SELECT array_agg(message_id) FROM inbox") == ["cancel:H1-2024-A"]
+    finally:
+        async with stage.pool.acquire() as c:
+            await c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await stage.pool.close()

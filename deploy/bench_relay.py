@@ -17,6 +17,7 @@ import sys
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from medsettle.process import event_loop_factory, tune_garbage_collector
 from medsettle.settings import Settings
 
 
@@ -60,13 +61,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-records", type=int, default=500)
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("BENCH_RELAY_LOG", "WARNING"), format="%(asctime)s %(name)s %(message)s")
-    try:  # the same event loop as the services (medsettle.runtime.event_loop_factory)
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
+    tune_garbage_collector(Settings().gc_threshold)  # the same process settings as the services
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(relay(args.bootstrap, args.source, args.target, args.group or f"bench-relay-{args.source}",
                          args.max_records))
     return 0

@@ -54,6 +54,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from medsettle import topics
 from medsettle.db import INFRASTRUCTURE_ERRORS, create_pool, migrate
+from medsettle.process import event_loop_factory, tune_garbage_collector
 from medsettle.settings import Settings
 
 log = structlog.get_logger()
@@ -534,18 +535,14 @@ def create_app(service_factory: Callable[[Settings], Service], settings: Setting
 def run(service_factory: Callable[[Settings], Service]) -> None:
     """``python -m services.<name>``."""
     app = create_app(service_factory)
+    threshold = app.runtime.settings.gc_threshold  # type: ignore[attr-defined]
+
+    @app.after_startup
+    async def collect_rarely() -> None:
+        tune_garbage_collector(threshold)
+
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(app.run())
-
-
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when it is installed (requirements.txt): the services spend much
-    of their time in the event loop, asyncpg and aiokafka's sockets."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 __all__: list[Any] = ["Outgoing", "Poison", "Runtime", "Service", "create_app", "dead_letter", "now", "run"]

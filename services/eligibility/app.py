@@ -199,8 +199,9 @@ class EligibilityStage(Service):
         return self._answer(rejection(code, message, claim_id=claim_id, hospital_code=hospital_code,
                                       person_id=person_id, at=self.clock()))
 
-    def _onward(self, document: SettlementDocument) -> Outgoing:
-        return Outgoing(topics.ELIGIBLE, document.person.person_id.encode(), document.to_json())
+    def _onward(self, document: SettlementDocument, body: bytes | None = None) -> Outgoing:
+        """``body``: the document already encoded (as stored), not encoded again."""
+        return Outgoing(topics.ELIGIBLE, document.person.person_id.encode(), body or document.to_json())
 
     def _pending(self, document: SettlementDocument) -> Outgoing:
         claim = document.claim
@@ -281,9 +282,10 @@ class EligibilityStage(Service):
                                     claim.claim_id, claim.hospital_code, claim.person_id)
             return self._repeat(existing)
         document = self._document("settle", claim, verdict)
+        body = document.to_json()
         status = "pending_review" if claim.injury else "accepted"
         row = repo.ClaimRow(
-            claim.claim_id, claim.hospital_code, claim.person_id, digest, status, document.to_json(),
+            claim.claim_id, claim.hospital_code, claim.person_id, digest, status, body,
             visit_type=claim.visit_type, admitted_on=claim.admitted_on, discharged_on=claim.discharged_on,
             level=verdict.hospital.level, diagnosis=claim.diagnosis_codes[0] if claim.diagnosis_codes else None,
             total=claim.total,
@@ -293,7 +295,7 @@ class EligibilityStage(Service):
         if claim.injury:
             log.info("claim_held_for_review", claim_id=claim.claim_id, person_id=claim.person_id)
             return self._pending(document)
-        return self._onward(document)
+        return self._onward(document, body)
 
     def _repeat(self, row: repo.ClaimRow) -> Outgoing:
         """The same claim sent again: the same answer again, counted once."""
@@ -386,7 +388,7 @@ class EligibilityStage(Service):
             return [self._reject(RejectionCode.REVIEW_REJECTED,
                                  f"意外伤害审核未通过：{row.review_reason or '未说明原因'}；如有异议请联系医保经办机构",
                                  row.claim_id, row.hospital_code, row.person_id)]
-        return [self._onward(SettlementDocument.from_json(row.document))]
+        return [self._onward(SettlementDocument.from_json(row.document), row.document)]
 
     async def review(self, claim_id: str, *, approve: bool, reason: str | None, reviewer: str) -> list[Outgoing]:
         """An operator's decision on an injury claim; returns what to publish.

@@ -556,10 +556,21 @@ async def register(bootstrap: str, database_url: str, population: Population, ho
         persons = await count_rows(database_url, "eligibility.persons")
         hospitals = await count_rows(database_url, "eligibility.hospitals")
         if persons >= population.persons and hospitals >= len(population.hospitals):
+            await _vacuum_registry(database_url)  # as the importer does after a load
             return time.perf_counter() - started
         if time.monotonic() > deadline:
             raise RuntimeError(f"registry: {persons} persons and {hospitals} hospitals after {timeout:.0f} s")
         await asyncio.sleep(0.5)
+
+
+async def _vacuum_registry(database_url: str) -> None:
+    from services.eligibility import repository
+
+    connection = await asyncpg.connect(database_url, server_settings={"search_path": "eligibility,public"})
+    try:
+        await repository.vacuum_registry(connection)
+    finally:
+        await connection.close()
 
 
 async def _register_through_repository(database_url: str, population: Population) -> None:

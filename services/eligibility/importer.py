@@ -378,6 +378,7 @@ async def import_registry(database_url: str, persons: Path, categories: Path, ho
             result.persons, result.hospitals = await repo.apply_staging(connection)
             result.categories = copied["categories"]
             result.loaded = True
+        await repo.vacuum_registry(connection)
     except _Rejected:
         pass
     finally:

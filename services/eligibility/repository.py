@@ -347,3 +347,10 @@ async def apply_staging(c: asyncpg.Connection) -> tuple[int, int]:
             SET region = excluded.region, level = excluded.level, body = excluded.body, updated_at = now()"""
     )
     return int(persons_status.split()[-1]), int(hospitals_status.split()[-1])
+
+
+async def vacuum_registry(c: asyncpg.Connection) -> None:
+    """After a bulk load, outside any transaction: the new rows' visibility
+    settled and the planner's statistics current now, rather than by
+    autovacuum while the first claims after the load are being settled."""
+    await c.execute("VACUUM (ANALYZE) persons, hospitals")

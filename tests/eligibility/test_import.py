@@ -46,6 +46,16 @@ async def registry(url: str) -> tuple[dict[str, Person], dict[str, Hospital]]:
     return persons, hospitals
 
 
+async def vacuumed(url: str) -> set[str]:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch("SELECT relname FROM pg_stat_user_tables WHERE schemaname = 'eligibility'"
+                                      " AND last_vacuum IS NOT NULL AND last_analyze IS NOT NULL")
+    finally:
+        await connection.close()
+    return {r["relname"] for r in rows}
+
+
 def run_importer(paths: tuple[Path, Path, Path], url: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "libs"), str(ROOT)])}
     return subprocess.run([sys.executable, "-m", "services.eligibility.importer", *map(str, paths),
@@ -65,6 +75,7 @@ async def test_a_thousand_persons_load_in_the_form_the_feeds_give_and_a_second_f
     assert result.loaded, [str(p) for p in result.report.problems]
     persons, hospitals = await registry(empty_registry)
     assert len(persons) == result.persons == 1000 and len(hospitals) == result.hospitals == 360
+    assert await vacuumed(empty_registry) == {"persons", "hospitals"}  # the claims after it do not pay for the load
     spans = sum(len(p.categories) for p in persons.values())
     assert spans == result.categories == sum(1 for _ in paths["categories"].open()) - 1
     with paths["persons"].open(encoding="utf-8", newline="") as handle:

@@ -178,10 +178,13 @@ class SettleClaim(Strict):
     def total(self) -> Decimal:
         return sum((item.amount for item in self.items), Decimal("0.00"))
 
-    def content_key(self) -> str:
+    def content_key(self, dumped: dict[str, Any] | None = None) -> str:
         """What makes two sends of one claim "identical content": everything
-        but ``type`` and ``submitted_at`` (a resend may carry a new time)."""
-        body = self.model_dump(mode="json", exclude={"type", "submitted_at"})
+        but ``type`` and ``submitted_at`` (a resend may carry a new time).
+        ``dumped``: this claim's ``model_dump(mode="json")``, when the caller
+        has made it already."""
+        dumped = dumped if dumped is not None else self.model_dump(mode="json")
+        body = {name: value for name, value in dumped.items() if name not in ("type", "submitted_at")}
         return orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
 
 

@@ -19,6 +19,7 @@ import hmac
 from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 import orjson
 import structlog
@@ -56,8 +57,8 @@ def sign(key: str, body: bytes) -> str:
     return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
 
-def content_hash(claim: SettleClaim) -> str:
-    return hashlib.sha256(claim.content_key().encode()).hexdigest()
+def content_hash(claim: SettleClaim, dumped: dict[str, Any] | None = None) -> str:
+    return hashlib.sha256(claim.content_key(dumped).encode()).hexdigest()
 
 
 RESEND_DECISIONS_SECONDS = 5.0
@@ -270,7 +271,8 @@ class EligibilityStage(Service):
         if claim.type == "trial":
             return self._onward(self._document("trial", claim, verdict))
         existing: repo.ClaimRow | None = known.get(claim.claim_id)
-        digest = content_hash(claim)
+        claim_json = claim.model_dump(mode="json")  # once, for the hash and the document
+        digest = content_hash(claim, claim_json)
         if existing is not None:
             if existing.status == "reversed":
                 return self._reject(RejectionCode.DUPLICATE_CLAIM,
@@ -282,7 +284,7 @@ class EligibilityStage(Service):
                                     claim.claim_id, claim.hospital_code, claim.person_id)
             return self._repeat(existing)
         document = self._document("settle", claim, verdict)
-        body = document.to_json()
+        body = document.to_json(claim_json=claim_json)
         status = "pending_review" if claim.injury else "accepted"
         row = repo.ClaimRow(
             claim.claim_id, claim.hospital_code, claim.person_id, digest, status, body,

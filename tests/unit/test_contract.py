@@ -233,3 +233,18 @@ def test_whole_yuan_amounts_are_written_with_two_decimals():
     sent = orjson.loads(result.to_json())
     assert (sent["total"], sent["basic"], sent["personal"]) == ("6900.00", "0.00", "12.50")
     assert SettlementResult.from_json(result.to_json()).total == Decimal("6900.00")
+
+
+def test_a_claims_content_key_and_document_are_the_same_from_a_dump_made_once(reference_policy):
+    # eligibility dumps an accepted claim once, for its hash and its document:
+    # both must be exactly what they were when each made its own (stored hashes
+    # decide DUPLICATE_CLAIM for claims sent again after an upgrade)
+    doc = document(reference_policy, a="812.40", b="75.00", c="19.99")
+    dumped = doc.claim.model_dump(mode="json")
+    assert doc.claim.content_key(dumped) == doc.claim.content_key()
+    assert "submitted_at" not in orjson.loads(doc.claim.content_key()) and "type" not in orjson.loads(doc.claim.content_key())
+    assert doc.to_json(claim_json=dumped) == doc.to_json()
+    resent = doc.claim.model_copy(update={"submitted_at": dt.datetime(2024, 3, 11, 9, tzinfo=dt.timezone.utc)})
+    assert resent.content_key() == doc.claim.content_key()
+    changed = doc.claim.model_copy(update={"referral": True})
+    assert changed.content_key(changed.model_dump(mode="json")) != doc.claim.content_key()

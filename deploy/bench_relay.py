@@ -28,7 +28,8 @@ async def relay(bootstrap: str, source: str, target: str, group: str, max_record
         max_partition_fetch_bytes=8 * 1024 * 1024,
         session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1,  # as the services produce
+                                max_batch_size=Settings().producer_batch_bytes)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -301,6 +301,7 @@ class Runtime:
             client_id=service.name,
             acks="all",
             linger_ms=1,
+            max_batch_size=settings.producer_batch_bytes,
             logger=None,
             graceful_timeout=20.0,
             description=f"one-stop settlement: {service.name}",

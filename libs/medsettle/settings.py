@@ -32,6 +32,12 @@ class Settings(BaseSettings):
         description="how long the broker holds a fetch that finds no data: shorter answers an idle system sooner"
                     " but every consumer asks more often (at 5 ms an idle system burned 1.3 of 2 cores in fetches)")
     db_pool_size: int = Field(4, description="connections in each service's pool")
+    producer_batch_bytes: int = Field(
+        512 * 1024, ge=16 * 1024,
+        description="largest batch of records the producer sends to one partition at once (aiokafka's default, "
+                    "16 KiB, holds six documents: a stage's batch then went out in several produce requests one "
+                    "after the other, each waiting for the broker); under the broker's 1 MiB record-batch limit",
+    )
     gc_threshold: int = Field(
         50_000, ge=0,
         description="allocations between two runs of Python's cycle collector in a service process (Python's "

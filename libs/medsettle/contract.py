@@ -224,7 +224,13 @@ def _readable(raw: dict[str, Any], field: str) -> str | None:
     return None
 
 
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_MESSAGE_BYTES = 512 * 1024
+"""The largest claim accepted (a bill of about 2,500 items). Its settlement
+document is the claim and a few kilobytes the stages add, and must stay
+under the 1 MiB a Kafka producer sends by default: a claim of just under
+1 MiB used to be accepted, and then its document could not be published,
+so the partition stalled on it. A larger claim is rejected INVALID_MESSAGE
+with its size."""
 
 
 _VISIBLE_ID = {

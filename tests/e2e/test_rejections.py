@@ -2,7 +2,7 @@
 
 import orjson
 
-from medsettle.contract import RejectionCode
+from medsettle.contract import MAX_MESSAGE_BYTES, RejectionCode
 from services.eligibility.app import EligibilityStage, sign
 from tests.e2e.conftest import HOSPITALS, SIGNING_HOSPITAL, SIGNING_KEY
 from tests.factories import claim_body, hospital_record, item, person_record
@@ -124,3 +124,24 @@ async def test_a_hospital_that_must_sign_is_refused_without_a_good_signature(pip
     body = orjson.dumps(good)
     await pipeline.hospital.send(body, key=good["claim_id"], headers=[("x-signature", sign(SIGNING_KEY, body).encode())])
     assert (await pipeline.hospital.answer(good["claim_id"])).status == "settled"
+
+
+async def test_a_claim_too_large_to_pass_through_the_stages_is_rejected_and_the_next_one_settles(pipeline):
+    # Just under the 1 MiB a Kafka client sends by default: were it accepted,
+    # its settlement document (the claim and what the stages add) would be
+    # over what a stage can publish, and the partition would stall on it.
+    person = "340421199201010091"
+    await pipeline.register(persons=[person_record(person)])
+    line = dict(item("A", "1.00"), name="一次性使用无菌注射器及配套耗材" * 4, code="XA000000")
+    big = claim_body(items=[line], person_id=person, hospital_code=COUNTY)
+    each = len(orjson.dumps(line)) + 1
+    base = len(orjson.dumps(big)) - each + 1
+    big["items"] = [dict(line, code=f"XA{n:06d}") for n in range((1_048_300 - base) // each)]
+    body = orjson.dumps(big)
+    assert 1_048_000 < len(body) < 1_048_500
+    answer = await rejected(pipeline, big, RejectionCode.INVALID_MESSAGE, raw=body)
+    assert f"message is {len(body)} bytes, over the {MAX_MESSAGE_BYTES} limit" in answer.rejection.message
+
+    after = claim_body(a="300", person_id=person, hospital_code=COUNTY)
+    await pipeline.hospital.send(after)
+    assert (await pipeline.hospital.answer(after["claim_id"])).status == "settled"

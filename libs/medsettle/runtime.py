@@ -475,7 +475,12 @@ class Runtime:
         except Exception as exc:  # noqa: BLE001 - isolate the record that fails
             log.warning("batch_failed_isolating", topic=topic, records=len(records), error=repr(exc))
             outgoing = await self._one_by_one(topic, records)
-        await self.publish(outgoing)
+        try:
+            await self.publish(outgoing)
+        except KafkaError as exc:  # stored, not published: the batch comes again, answered from what was stored
+            log.warning("publish_failed", topic=topic, error=repr(exc))
+            await asyncio.sleep(1.0)  # once a second, not in a tight loop, while the broker refuses
+            raise
         await self.service.published()
         HANDLED.labels(name, topic).inc(len(records))
         BATCH_SECONDS.labels(name, topic).observe(time.perf_counter() - started)

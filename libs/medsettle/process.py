@@ -1,6 +1,7 @@
 """How a service process runs, apart from what it does: its event loop and
-its garbage collector. No imports beyond the standard library, so that the
-bench's bare relays (deploy/bench_relay.py) run exactly as the services do."""
+its garbage collector. Apart from the optional uvloop it imports only the
+standard library, so that the bench's bare relays (deploy/bench_relay.py) run
+exactly as the services do without loading the platform."""
 
 from __future__ import annotations
 

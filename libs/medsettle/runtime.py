@@ -467,21 +467,22 @@ class Runtime:
         started = time.perf_counter()
         name = self.service.name
         try:
-            outgoing = await self.service.process(topic, records)
+            try:
+                outgoing = await self.service.process(topic, records)
+            except INFRASTRUCTURE_ERRORS + (KafkaError,):
+                raise
+            except Exception as exc:  # noqa: BLE001 - isolate the record that fails
+                log.warning("batch_failed_isolating", topic=topic, records=len(records), error=repr(exc))
+                outgoing = await self._one_by_one(topic, records)
+            await self.publish(outgoing)
+            await self.service.published()
         except INFRASTRUCTURE_ERRORS + (KafkaError,) as exc:
+            # PostgreSQL or the broker away, while handling or publishing: the
+            # batch comes again (answered from what was stored), once a second,
+            # not in a tight loop
             log.warning("infrastructure_unavailable", topic=topic, error=repr(exc))
             await asyncio.sleep(1.0)
             raise
-        except Exception as exc:  # noqa: BLE001 - isolate the record that fails
-            log.warning("batch_failed_isolating", topic=topic, records=len(records), error=repr(exc))
-            outgoing = await self._one_by_one(topic, records)
-        try:
-            await self.publish(outgoing)
-        except KafkaError as exc:  # stored, not published: the batch comes again, answered from what was stored
-            log.warning("publish_failed", topic=topic, error=repr(exc))
-            await asyncio.sleep(1.0)  # once a second, not in a tight loop, while the broker refuses
-            raise
-        await self.service.published()
         HANDLED.labels(name, topic).inc(len(records))
         BATCH_SECONDS.labels(name, topic).observe(time.perf_counter() - started)
         if started - self._lag_updated.get(topic, 0.0) >= 1.0:  # a gauge: once a second is enough

@@ -22,14 +22,9 @@ from medsettle.settings import Settings
 
 
 async def relay(bootstrap: str, source: str, target: str, group: str, max_records: int) -> None:
-    consumer = AIOKafkaConsumer(
-        source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-        auto_offset_reset="earliest", fetch_max_wait_ms=Settings().fetch_max_wait_ms,  # as the services fetch
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1,  # as the services produce
-                                max_batch_size=Settings().producer_batch_bytes)
+    settings = Settings()  # the services' clients, as the services configure them
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, **settings.consumer_options())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **settings.producer_options())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -198,12 +198,7 @@ class Lane:
             client_id=self.runtime.service.name,
             group_id=self.runtime.group_id(self.topic),
             group_instance_id=settings.consumer_instance_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
+            **settings.consumer_options(),
         )
         self.consumer.subscribe([self.topic], listener=_CommitBeforeRevoke(self))
         await self.consumer.start()
@@ -299,9 +294,7 @@ class Runtime:
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             client_id=service.name,
-            acks="all",
-            linger_ms=1,
-            max_batch_size=settings.producer_batch_bytes,
+            **settings.producer_options(),
             logger=None,
             graceful_timeout=20.0,
             description=f"one-stop settlement: {service.name}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -101,3 +102,22 @@ class Settings(BaseSettings):
         },
         description="each service's /metrics, read by the dashboard for consumer lag and dead letters (JSON object)",
     )
+
+    # ------------------------------------------------ Kafka clients
+
+    def producer_options(self) -> dict[str, Any]:
+        """How every service's producer sends; the bench's bare relays send the
+        same way, so that the floor measures the same clients."""
+        return {"acks": "all", "linger_ms": 1, "max_batch_size": self.producer_batch_bytes}
+
+    def consumer_options(self) -> dict[str, Any]:
+        """How every service's consumer fetches (offsets committed by hand,
+        after the work is durable); the bench's bare relays fetch the same way."""
+        return {
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "max_partition_fetch_bytes": 8 * 1024 * 1024,
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 1_000,
+        }

@@ -110,7 +110,7 @@ class EligibilityStage(Service):
             stuck = await redrive.stuck_claims(c, self.settings.stuck_after_seconds)
             if not stuck:
                 return 0
-            furthest = await redrive.furthest_outputs(c, [s.message_id for s in stuck])
+            furthest = await redrive.furthest_outputs(c, stuck)
         outgoing = []
         for claim in stuck:
             if claim.message_id in furthest:

@@ -3,9 +3,10 @@ driven again from the last stage that durably finished it.
 
 The broker may lose messages (the embedded one loses all of them when it
 restarts); PostgreSQL is the source of truth. For each accepted (or reversed)
-claim with no matching one-bill, the last layer stage whose inbox holds the
-claim's message re-publishes that stored output to its out topic; when no
-stage has it, eligibility re-publishes its own document. Every stage is
+claim with no matching one-bill, the output the last layer stage stored for
+the claim's message (a settle's in its layer row, a cancel's in its inbox) is
+re-published to that stage's out topic; when no stage has it, eligibility
+re-publishes its own document. Every stage is
 idempotent, so driving a claim again is always safe.
 
 The stages' schemas are read in eligibility's own database: where a stage
@@ -65,17 +66,24 @@ async def stuck_claims(c: asyncpg.Connection, stuck_after: float, limit: int = 5
     return [Stuck(r["claim_id"], r["person_id"], r["status"], r["document"]) for r in rows]
 
 
-async def furthest_outputs(c: asyncpg.Connection, message_ids: list[str]) -> dict[str, tuple[str, bytes]]:
-    """For each message, the out topic and stored output of the last stage that finished it."""
+async def furthest_outputs(c: asyncpg.Connection, stuck: list[Stuck]) -> dict[str, tuple[str, bytes]]:
+    """For each stuck claim's message, the out topic and stored output of the
+    last stage that finished it: a settle's output is its layer's, a cancel's
+    is in the stage's inbox (layerstage)."""
+    settles = {s.claim_id: s.message_id for s in stuck if s.status == "accepted"}
+    cancels = [s.message_id for s in stuck if s.status != "accepted"]
     found: dict[str, tuple[str, bytes]] = {}
     for schema, out_topic in STAGES:  # later stages overwrite earlier ones
         if not await _exists(c, f"{schema}.inbox"):
             continue
         rows = await c.fetch(
-            f'SELECT message_id, output FROM "{schema}".inbox WHERE message_id = any($1::text[])', message_ids
+            f"""SELECT claim_id AS id, output FROM "{schema}".layers WHERE claim_id = any($1::text[])
+                UNION ALL
+                SELECT message_id, output FROM "{schema}".inbox WHERE message_id = any($2::text[])""",
+            list(settles), cancels,
         )
         for r in rows:
-            found[r["message_id"]] = (out_topic, r["output"])
+            found[settles.get(r["id"], r["id"])] = (out_topic, r["output"])
     return found
 
 

@@ -5,6 +5,8 @@ from decimal import Decimal
 
 import orjson
 
+from medsettle import topics
+from services.eligibility import redrive
 from tests.eligibility.conftest import HOSPITALS
 from tests.factories import claim_body, person_record
 
@@ -44,3 +46,26 @@ async def test_a_claim_the_broker_lost_settles_when_redriven_and_an_unreadable_r
     assert redrives == {lost["claim_id"]: 1, "REDRIVE-UNREADABLE": 1}
     # driven again, the settled claim is not counted twice
     assert await system.stage.redrive_stuck() == 0
+
+
+async def test_a_settled_claim_whose_one_bill_was_lost_is_driven_again_from_the_last_layer(system):
+    person = pid(2)
+    await system.pipeline.register(persons=[person_record(person)])
+    claim = claim_body(a="2000", person_id=person, hospital_code=COUNTY)
+    await system.hospital.send(claim)
+    first = await system.hospital.answer(claim["claim_id"])
+    assert first.status == "settled"
+    async with system.stage.db.acquire() as c:
+        # the one-bill and its answer lost (the settlement stage's work undone), the layers' kept
+        await c.execute("DELETE FROM settlement.one_bills WHERE claim_id = $1", claim["claim_id"])
+        await c.execute("UPDATE claims SET updated_at = now() - interval '10 minutes' WHERE claim_id = $1",
+                        claim["claim_id"])
+        stuck = [s for s in await redrive.stuck_claims(c, 60) if s.claim_id == claim["claim_id"]]
+        furthest = await redrive.furthest_outputs(c, stuck)
+        stored = await c.fetchval("SELECT output FROM backstop.layers WHERE claim_id = $1", claim["claim_id"])
+    assert furthest == {f"settle:{claim['claim_id']}": (topics.BACKSTOP, stored)}
+
+    await system.stage.redrive_stuck()
+    again = await system.hospital.answers(claim["claim_id"], 2)
+    assert again[-1].status == "settled"
+    assert (again[-1].basic, again[-1].fund_total) == (first.basic, first.fund_total)

@@ -55,12 +55,16 @@ class SettlementStage(Service):
 
         out: list[Outgoing] = []
         async with self.db.acquire() as c, c.transaction():
-            lasting = [d for _, d in documents if d.kind != "trial"]
-            done, originals = await repo.load_batch(c, [d.message_id for d in lasting],
-                                                    [d.claim.claim_id for d in lasting if d.kind == "cancel"])
+            done, originals = await repo.load_batch(
+                c, [d.message_id for _, d in documents if d.kind == "cancel"],
+                [d.claim.claim_id for _, d in documents if d.kind != "trial"],
+            )
+            for _, document in documents:  # a settle confirmed before: answered with its stored one-bill
+                if document.kind == "settle" and document.claim.claim_id in originals:
+                    done[document.message_id] = originals[document.claim.claim_id]
             bills: list[tuple[SettlementResult, SettlementDocument, bytes]] = []
             reversals = []
-            inbox: list[tuple[str, bytes]] = []
+            inbox: list[tuple[str, bytes]] = []  # the cancels' answers; a settle's is its one-bill
             for record, document in documents:
                 if document.message_id in done:
                     out.append(Outgoing(topics.SETTLEMENTS, document.claim.hospital_code.encode(), done[document.message_id]))
@@ -86,8 +90,9 @@ class SettlementStage(Service):
                 if document.kind == "settle":
                     bills.append((bill, document, body))
                     originals[bill.claim_id] = body
-                if document.kind != "trial":
+                elif document.kind == "cancel":
                     inbox.append((document.message_id, body))
+                if document.kind != "trial":
                     done[document.message_id] = body
                 CONFIRMED.labels(bill.status).inc()
                 if document.received_at is not None and document.kind == "settle":

@@ -54,15 +54,17 @@ async def bodies(c: asyncpg.Connection, claim_ids: list[str]) -> dict[str, bytes
     return {r["claim_id"]: r["body"] for r in rows}
 
 
-async def load_batch(c: asyncpg.Connection, message_ids: list[str], cancelled: list[str]
+async def load_batch(c: asyncpg.Connection, cancels: list[str], claim_ids: list[str]
                      ) -> tuple[dict[str, bytes], dict[str, bytes]]:
-    """In one round trip: the outputs of messages already handled, and the
-    one-bills that these cancels reverse."""
+    """In one round trip: the answers to the cancels already handled (by
+    message id), and the one-bills stored for these claims. A settle already
+    handled is answered with its one-bill's ``body``, so a settle writes no
+    inbox row of its own (as in a layer stage)."""
     rows = await c.fetch(
         """SELECT true AS handled, message_id AS id, output AS body FROM inbox WHERE message_id = any($1::text[])
            UNION ALL
            SELECT false, claim_id, body FROM one_bills WHERE claim_id = any($2::text[])""",
-        message_ids, cancelled,
+        cancels, claim_ids,
     )
     done = {r["id"]: r["body"] for r in rows if r["handled"]}
     originals = {r["id"]: r["body"] for r in rows if not r["handled"]}
@@ -72,7 +74,8 @@ async def load_batch(c: asyncpg.Connection, message_ids: list[str], cancelled: l
 async def save_batch(c: asyncpg.Connection, bills: list[tuple[SettlementResult, SettlementDocument, bytes]],
                      reversals: list[tuple[str, dt.datetime]], inbox: list[tuple[str, bytes]]) -> None:
     """In one statement: the new one-bills (reversed already when reversed in
-    the same batch), the reversals of earlier ones, and the inbox rows."""
+    the same batch), the reversals of earlier ones, and the inbox rows of the
+    cancels."""
     reversed_now = dict(reversals)
     earlier = [(claim_id, at) for claim_id, at in reversals if claim_id not in {b.claim_id for b, _, _ in bills}]
     columns = ("claim_id", "hospital_code", "hospital_level", "person_id", "policy", "visit_type", "service_date",

@@ -1,7 +1,7 @@
-"""A layer stage handed messages it has already handled (a crash between its
+"""A stage handed messages it has already handled (a crash between its
 write and the offset commit) answers exactly what it answered the first time
-and counts nothing twice: a settle from the output its layer stored, a cancel
-from the inbox."""
+and counts nothing twice: a settle from what it stored for the claim (a layer
+stage's layer, the settlement stage's one-bill), a cancel from the inbox."""
 
 import uuid
 from decimal import Decimal
@@ -12,17 +12,19 @@ from aiokafka import ConsumerRecord
 from medsettle import topics
 from medsettle.contract import SettlementDocument
 from medsettle.db import create_pool, migrate
+from medsettle.pipeline import Ledger
 from medsettle.policy import load_policy
 from medsettle.settings import ROOT, Settings
 from services.basic.app import BasicStage
+from services.settlement.app import SettlementStage
 from tests.factories import document
 
 POLICY = load_policy(ROOT / "policies" / "340421-2024.yaml")
 
 
-def record(doc: SettlementDocument, offset: int) -> ConsumerRecord:
+def record(doc: SettlementDocument, offset: int, topic: str = topics.ELIGIBLE) -> ConsumerRecord:
     value = doc.to_json()
-    return ConsumerRecord(topics.ELIGIBLE, 0, offset, 0, 0, doc.person.person_id.encode(), value,
+    return ConsumerRecord(topic, 0, offset, 0, 0, doc.person.person_id.encode(), value,
                           None, 0, len(value), ())
 
 
@@ -53,6 +55,30 @@ async def test_a_redelivered_batch_is_answered_again_and_counted_once(database_u
             assert await c.fetch("SELECT claim_id, status FROM layers ORDER BY claim_id") == [
                 ("H1-2024-A", "reversed"), ("H1-2024-B", "settled")]
             assert await c.fetchval("SELECT array_agg(message_id) FROM inbox") == ["cancel:H1-2024-A"]
+    finally:
+        async with stage.pool.acquire() as c:
+            await c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await stage.pool.close()
+
+
+async def test_the_settlement_stage_answers_a_redelivered_batch_again_and_confirms_once(database_url):
+    schema = f"redeliver_{uuid.uuid4().hex[:8]}"
+    stage = SettlementStage(Settings(database_url=database_url))
+    stage.pool = await create_pool(database_url, schema, size=2)
+    try:
+        await migrate(stage.pool, schema, stage.migrations)
+        settled = Ledger().settle(POLICY, document(POLICY, a="8000", b="2000", claim_id="H1-2024-C"))
+        cancel = settled.model_copy(update={"kind": "cancel", "cancel_reason": "录入错误"})
+        records = [record(settled, 0, topics.BACKSTOP), record(cancel, 1, topics.BACKSTOP)]
+
+        first = await stage.process(topics.BACKSTOP, records)
+        again = await stage.process(topics.BACKSTOP, records)
+
+        assert [o.value for o in again] == [o.value for o in first]
+        assert [orjson.loads(o.value)["status"] for o in first] == ["settled", "reversed"]
+        async with stage.pool.acquire() as c:
+            assert await c.fetch("SELECT claim_id, status FROM one_bills") == [("H1-2024-C", "reversed")]
+            assert await c.fetchval("SELECT array_agg(message_id) FROM inbox") == ["cancel:H1-2024-C"]
     finally:
         async with stage.pool.acquire() as c:
             await c.execute(f'DROP SCHEMA "{schema}" CASCADE')

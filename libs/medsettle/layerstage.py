@@ -90,10 +90,11 @@ class LayerStage(Service):
             for document, _ in documents:  # a settle handled before: answered with what its layer stored
                 if document.kind == "settle" and document.claim.claim_id in previous:
                     done[document.message_id] = previous[document.claim.claim_id].output
-            versions = {key: stored.get(key, ({}, 0))[1] for key in keys}  # 0: none stored yet
-            states: dict[tuple[str, int], Counters] = {
-                key: self.accumulator_type.model_validate(stored.get(key, ({}, 0))[0]) for key in keys
-            }
+            versions: dict[tuple[str, int], int] = {}
+            states: dict[tuple[str, int], Counters] = {}
+            for key in keys:
+                state, versions[key] = stored.get(key, ({}, 0))  # version 0: none stored yet
+                states[key] = self.accumulator_type.model_validate(state)
             changed: set[tuple[str, int]] = set()
             new_layers: dict[str, repo.LayerRow] = {}
             reversed_ids: list[str] = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,7 @@ class LayerStage(Service):
             new_layers: dict[str, repo.LayerRow] = {}
             reversed_ids: list[str] = []
             inbox: list[tuple[str, bytes]] = []  # the cancels' answers; a settle's is its layer's output
+            paid = {"settled": Decimal(0), "reversed": Decimal(0)}  # counted once the batch is written
 
             for document, claim_json in documents:
                 key = (document.person.person_id, document.claim.year)
@@ -119,7 +121,7 @@ class LayerStage(Service):
                         policy=document.policy, amount=outcome.document.layer_amount(self.layer),
                         delta=outcome.delta.model_dump(mode="json"), output=body, status="settled",
                     )
-                    PAID.labels(self.layer.value, "settled").inc(float(outcome.document.layer_amount(self.layer)))
+                    paid["settled"] += new_layers[document.claim.claim_id].amount
                 else:  # cancel
                     row = new_layers.get(document.claim.claim_id) or previous.get(document.claim.claim_id)
                     if row is None or row.status != "settled":
@@ -136,7 +138,7 @@ class LayerStage(Service):
                         new_layers[row.claim_id] = dataclasses.replace(row, status="reversed")
                     else:
                         reversed_ids.append(row.claim_id)
-                    PAID.labels(self.layer.value, "reversed").inc(float(row.amount))
+                    paid["reversed"] += row.amount
                     inbox.append((document.message_id, body))
                 done[document.message_id] = body
                 out.append(self._outgoing(document, body))
@@ -146,6 +148,9 @@ class LayerStage(Service):
                     c, {k: (orjson.dumps(states[k].model_dump(mode="json")), versions[k]) for k in changed},
                     list(new_layers.values()), reversed_ids, inbox,
                 )
+        for kind, amount in paid.items():
+            if amount:
+                PAID.labels(self.layer.value, kind).inc(float(amount))
         return out
 
     @staticmethod

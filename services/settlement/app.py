@@ -65,6 +65,9 @@ class SettlementStage(Service):
             bills: list[tuple[SettlementResult, SettlementDocument, bytes]] = []
             reversals = []
             inbox: list[tuple[str, bytes]] = []  # the cancels' answers; a settle's is its one-bill
+            confirmed: dict[str, int] = {}  # counted once the batch is written
+            broken_count = 0
+            waited: list[float] = []
             for record, document in documents:
                 if document.message_id in done:
                     out.append(Outgoing(topics.SETTLEMENTS, document.claim.hospital_code.encode(), done[document.message_id]))
@@ -80,7 +83,7 @@ class SettlementStage(Service):
                     bill = one_bill(document, at=at)
                     broken = check_invariants(bill, document)
                     if broken:
-                        BROKEN.inc()
+                        broken_count += 1
                         log.error("invariant_broken", claim_id=document.claim.claim_id, reasons=broken,
                                   person_id=document.person.person_id)
                         await repo.record_broken(c, document.claim.claim_id, document.kind, broken, document.to_json())
@@ -94,12 +97,18 @@ class SettlementStage(Service):
                     inbox.append((document.message_id, body))
                 if document.kind != "trial":
                     done[document.message_id] = body
-                CONFIRMED.labels(bill.status).inc()
+                confirmed[bill.status] = confirmed.get(bill.status, 0) + 1
                 if document.received_at is not None and document.kind == "settle":
-                    END_TO_END.observe(max(0.0, (at - document.received_at).total_seconds()))
+                    waited.append(max(0.0, (at - document.received_at).total_seconds()))
                 out.append(self._answer(bill, body))
             if bills or reversals or inbox:
                 await repo.save_batch(c, bills, reversals, inbox)
+        if broken_count:
+            BROKEN.inc(broken_count)
+        for status, count in confirmed.items():
+            CONFIRMED.labels(status).inc(count)
+        for seconds in waited:
+            END_TO_END.observe(seconds)
         return out
 
     async def one_bill_of(self, claim_id: str) -> SettlementResult | None:

@@ -6,16 +6,20 @@ stage's layer, the settlement stage's one-bill), a cancel from the inbox."""
 import uuid
 from decimal import Decimal
 
+import asyncpg
 import orjson
+import pytest
 from aiokafka import ConsumerRecord
+from prometheus_client import REGISTRY
 
-from medsettle import topics
+from medsettle import layer_repository, topics
 from medsettle.contract import SettlementDocument
 from medsettle.db import create_pool, migrate
 from medsettle.pipeline import Ledger
 from medsettle.policy import load_policy
 from medsettle.settings import ROOT, Settings
 from services.basic.app import BasicStage
+from services.settlement import repository as settlement_repository
 from services.settlement.app import SettlementStage
 from tests.factories import document
 
@@ -83,3 +87,50 @@ async def test_the_settlement_stage_answers_a_redelivered_batch_again_and_confir
         async with stage.pool.acquire() as c:
             await c.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await stage.pool.close()
+
+
+def _failing_once(write):
+    calls = []
+
+    async def save_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # another consumer changed an accumulator under the batch
+            raise asyncpg.SerializationError("accumulators changed under this batch")
+        return await write(*args, **kwargs)
+    return save_batch
+
+
+async def test_a_batch_whose_write_failed_is_counted_once_when_it_is_written(database_url, monkeypatch):
+    schema = f"recount_{uuid.uuid4().hex[:8]}"
+    basic = BasicStage(Settings(database_url=database_url))
+    settlement = SettlementStage(Settings(database_url=database_url))
+    basic.pool = await create_pool(database_url, schema, size=2)
+    settlement.pool = await create_pool(database_url, f"{schema}_s", size=2)
+    try:
+        await migrate(basic.pool, schema, basic.migrations)
+        await migrate(settlement.pool, f"{schema}_s", settlement.migrations)
+        paid_before = REGISTRY.get_sample_value("settlement_layer_yuan_total", {"layer": "basic", "kind": "settled"}) or 0
+        bills_before = REGISTRY.get_sample_value("settlement_one_bills_total", {"status": "settled"}) or 0
+        claim = document(POLICY, a="8000", b="2000", claim_id="H1-2024-D")
+        monkeypatch.setattr(layer_repository, "save_batch", _failing_once(layer_repository.save_batch))
+        monkeypatch.setattr(settlement_repository, "save_batch", _failing_once(settlement_repository.save_batch))
+
+        with pytest.raises(asyncpg.SerializationError):
+            await basic.process(topics.ELIGIBLE, [record(claim, 0)])
+        [out] = await basic.process(topics.ELIGIBLE, [record(claim, 0)])
+        settled = Ledger().settle(POLICY, claim)
+        with pytest.raises(asyncpg.SerializationError):
+            await settlement.process(topics.BACKSTOP, [record(settled, 0, topics.BACKSTOP)])
+        await settlement.process(topics.BACKSTOP, [record(settled, 0, topics.BACKSTOP)])
+
+        paid = SettlementDocument.from_json(out.value).layer_amount(basic.layer)
+        assert paid > 0
+        assert REGISTRY.get_sample_value(
+            "settlement_layer_yuan_total", {"layer": "basic", "kind": "settled"}) == pytest.approx(paid_before + float(paid))
+        assert REGISTRY.get_sample_value("settlement_one_bills_total", {"status": "settled"}) == bills_before + 1
+    finally:
+        async with basic.pool.acquire() as c:
+            await c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await c.execute(f'DROP SCHEMA "{schema}_s" CASCADE')
+        await basic.pool.close()
+        await settlement.pool.close()

@@ -1,6 +1,7 @@
 """One bare hop of the bench's floor: consume a topic, produce every record to
 the next one, commit the offsets after the broker confirmed. No database, no
-parsing: what the broker and the Kafka client cost for one stage.
+parsing: what the broker and the Kafka client cost for one stage. The
+relays publish as the services do (``medsettle.produce``).
 
 ``python -m deploy.bench_relay --bootstrap HOST:PORT --source A --target B``
 (run by ``deploy.bench``, one process per hop, like the services).
@@ -18,6 +19,7 @@ import sys
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from medsettle.process import event_loop_factory, tune_garbage_collector
+from medsettle.produce import send_batches
 from medsettle.settings import Settings
 
 
@@ -36,11 +38,8 @@ async def relay(bootstrap: str, source: str, target: str, group: str, max_record
             batch = await consumer.getmany(timeout_ms=100, max_records=max_records)
             if not batch:
                 continue
-            futures = [
-                await producer.send(target, record.value, key=record.key)
-                for records in batch.values()
-                for record in records
-            ]
+            futures = await send_batches(producer, (
+                (target, record.key, record.value, []) for records in batch.values() for record in records))
             await asyncio.gather(*futures)
             await consumer.commit()
     finally:

@@ -55,6 +55,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from medsettle import topics
 from medsettle.db import INFRASTRUCTURE_ERRORS, create_pool, migrate
 from medsettle.process import event_loop_factory, tune_garbage_collector
+from medsettle.produce import send_batches
 from medsettle.settings import Settings
 
 log = structlog.get_logger()
@@ -445,12 +446,9 @@ class Runtime:
                 await self.broker.publish(o.value, o.topic, key=o.key, headers=o.headers or None, no_confirm=True)
                 for o in outgoing
             ]
-        else:  # straight to aiokafka: the bytes are ready, faststream's per-message middleware is not needed
-            futures = [
-                await producer.send(o.topic, o.value, key=o.key,
-                                    headers=[(k, v.encode()) for k, v in o.headers.items()] or None)
-                for o in outgoing
-            ]
+        else:  # straight to aiokafka, one record batch per partition: the bytes are ready
+            futures = await send_batches(producer, (
+                (o.topic, o.key, o.value, [(k, v.encode()) for k, v in o.headers.items()]) for o in outgoing))
         await asyncio.gather(*futures)
         dead = sum(1 for o in outgoing if o.topic == topics.DLQ)
         if dead:

@@ -349,6 +349,10 @@ class Breakdown(Frozen):
     compliant: Amount
 
 
+BREAKDOWN_AMOUNTS: tuple[str, ...] = ("total", "self_pay", "over_limit_self_pay", "pre_self_pay", "compliant")
+"""Breakdown's fields, in order."""
+
+
 class PersonFacts(Frozen):
     """What the stages need to know of the person, as of the service date."""
 
@@ -496,8 +500,7 @@ def _trusted_document(raw: dict[str, Any]) -> SettlementDocument:
             "name": hospital["name"],
         }),
         "breakdown": None if breakdown is None else _built(Breakdown, {
-            name: _number(breakdown[name]) for name in ("total", "self_pay", "over_limit_self_pay",
-                                                        "pre_self_pay", "compliant")
+            name: _number(breakdown[name]) for name in BREAKDOWN_AMOUNTS
         }),
         "deductible": _optional_number(raw["deductible"]),
         "layers": [
@@ -528,9 +531,6 @@ def _layers_json(layers: list[Layer]) -> list[dict[str, Any]]:
             for layer in layers]
 
 
-_BREAKDOWN_FIELDS = ("total", "self_pay", "over_limit_self_pay", "pre_self_pay", "compliant")
-
-
 def _document_json(document: SettlementDocument, claim_json: dict[str, Any]) -> dict[str, Any]:
     person, hospital, breakdown = document.person, document.hospital, document.breakdown
     return {
@@ -541,7 +541,7 @@ def _document_json(document: SettlementDocument, claim_json: dict[str, Any]) -> 
                    "categories": list(person.categories), "favoured": person.favoured},
         "hospital": {"hospital_code": hospital.hospital_code, "level": hospital.level, "name": hospital.name},
         "breakdown": None if breakdown is None else {
-            name: f"{getattr(breakdown, name):.2f}" for name in _BREAKDOWN_FIELDS},
+            name: f"{getattr(breakdown, name):.2f}" for name in BREAKDOWN_AMOUNTS},
         "deductible": _optional_fen(document.deductible),
         "layers": _layers_json(document.layers),
         "cancel_reason": document.cancel_reason,
@@ -549,18 +549,13 @@ def _document_json(document: SettlementDocument, claim_json: dict[str, Any]) -> 
     }
 
 
-_RESULT_AMOUNTS = ("total", "self_pay", "over_limit_self_pay", "pre_self_pay", "compliant", "deductible", "basic",
-                   "serious_illness", "assistance", "backstop", "fund_total", "personal")
-
-
 def _result_json(result: SettlementResult) -> dict[str, Any]:
-    values = result.__dict__
     body: dict[str, Any] = {
         "claim_id": result.claim_id, "hospital_code": result.hospital_code,
         "person_id_masked": result.person_id_masked, "status": result.status, "policy": result.policy,
     }
-    for name in _RESULT_AMOUNTS:
-        body[name] = _optional_fen(values[name])
+    for name in ONE_BILL_AMOUNTS:
+        body[name] = _optional_fen(getattr(result, name))
     rejection = result.rejection
     body["fund_details"] = [{"fund_pay_type": d.fund_pay_type, "name": d.name, "amount": f"{d.amount:.2f}"}
                             for d in result.fund_details]
@@ -639,6 +634,11 @@ class SettlementResult(Frozen):
     @classmethod
     def from_json(cls, body: bytes | str) -> SettlementResult:
         return cls.model_validate(orjson.loads(body))
+
+
+ONE_BILL_AMOUNTS: tuple[str, ...] = (*BREAKDOWN_AMOUNTS, "deductible", "basic", "serious_illness", "assistance",
+                                     "backstop", "fund_total", "personal")
+"""The one-bill's amounts, in the order of its fields."""
 
 
 def mask_person_id(person_id: str) -> str:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from medsettle.contract import FUNDS, FundDetail, LayerName, SettlementDocument, SettlementResult, mask_person_id
+from medsettle.contract import (
+    FUNDS,
+    ONE_BILL_AMOUNTS,
+    FundDetail,
+    LayerName,
+    SettlementDocument,
+    SettlementResult,
+    mask_person_id,
+)
 from medsettle.money import ZERO, fen
 
 
@@ -46,10 +54,8 @@ def one_bill(document: SettlementDocument, *, at: dt.datetime, status: str | Non
 def check_invariants(bill: SettlementResult, document: SettlementDocument) -> list[str]:
     """Every invariant of CONTRACT §5 and a few more; the list of those broken."""
     broken: list[str] = []
-    need = ("total", "self_pay", "over_limit_self_pay", "pre_self_pay", "compliant", "deductible",
-            "basic", "serious_illness", "assistance", "backstop", "fund_total", "personal")
     values: dict[str, Decimal] = {}
-    for name in need:
+    for name in ONE_BILL_AMOUNTS:
         value = getattr(bill, name)
         if value is None:
             broken.append(f"{name} is missing")

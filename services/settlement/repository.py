@@ -6,25 +6,23 @@ import datetime as dt
 
 import asyncpg
 
-from medsettle.contract import SettlementDocument, SettlementResult
+from medsettle.contract import ONE_BILL_AMOUNTS, SettlementDocument, SettlementResult
+
 __all__ = ["insert_bills", "reverse_bills", "record_broken", "bill", "bodies",
            "load_batch", "save_batch"]
-
-_AMOUNTS = ("total", "self_pay", "over_limit_self_pay", "pre_self_pay", "compliant", "deductible",
-            "basic", "serious_illness", "assistance", "backstop", "fund_total", "personal")
 
 
 async def insert_bills(c: asyncpg.Connection, bills: list[tuple[SettlementResult, SettlementDocument, bytes]]) -> None:
     if not bills:
         return
     columns = ("claim_id", "hospital_code", "hospital_level", "person_id", "policy", "visit_type", "service_date",
-               "status", *_AMOUNTS, "body", "received_at", "settled_at")
+               "status", *ONE_BILL_AMOUNTS, "body", "received_at", "settled_at")
     placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     await c.executemany(
         f"INSERT INTO one_bills ({', '.join(columns)}) VALUES ({placeholders})",
         [
             (bill.claim_id, bill.hospital_code, doc.hospital.level, doc.person.person_id, bill.policy,
-             doc.claim.visit_type, doc.claim.discharged_on, "settled", *(getattr(bill, a) for a in _AMOUNTS),
+             doc.claim.visit_type, doc.claim.discharged_on, "settled", *(getattr(bill, a) for a in ONE_BILL_AMOUNTS),
              body, doc.received_at, bill.settled_at)
             for bill, doc, body in bills
         ],
@@ -79,13 +77,13 @@ async def save_batch(c: asyncpg.Connection, bills: list[tuple[SettlementResult, 
     reversed_now = dict(reversals)
     earlier = [(claim_id, at) for claim_id, at in reversals if claim_id not in {b.claim_id for b, _, _ in bills}]
     columns = ("claim_id", "hospital_code", "hospital_level", "person_id", "policy", "visit_type", "service_date",
-               "status", *_AMOUNTS, "body", "received_at", "settled_at", "reversed_at")
-    types = ("text", "text", "text", "text", "text", "text", "date", "text", *("numeric",) * len(_AMOUNTS),
+               "status", *ONE_BILL_AMOUNTS, "body", "received_at", "settled_at", "reversed_at")
+    types = ("text", "text", "text", "text", "text", "text", "date", "text", *("numeric",) * len(ONE_BILL_AMOUNTS),
              "bytea", "timestamptz", "timestamptz", "timestamptz")
     rows = [
         (bill.claim_id, bill.hospital_code, doc.hospital.level, doc.person.person_id, bill.policy,
          doc.claim.visit_type, doc.claim.discharged_on,
-         "reversed" if bill.claim_id in reversed_now else "settled", *(getattr(bill, a) for a in _AMOUNTS),
+         "reversed" if bill.claim_id in reversed_now else "settled", *(getattr(bill, a) for a in ONE_BILL_AMOUNTS),
          body, doc.received_at, bill.settled_at, reversed_now.get(bill.claim_id))
         for bill, doc, body in bills
     ]

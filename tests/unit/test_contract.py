@@ -9,6 +9,9 @@ import orjson
 import pytest
 
 from medsettle.contract import (
+    BREAKDOWN_AMOUNTS,
+    ONE_BILL_AMOUNTS,
+    Breakdown,
     CancelClaim,
     InvalidMessage,
     SettleClaim,
@@ -248,3 +251,9 @@ def test_a_claims_content_key_and_document_are_the_same_from_a_dump_made_once(re
     assert resent.content_key() == doc.claim.content_key()
     changed = doc.claim.model_copy(update={"referral": True})
     assert changed.content_key(changed.model_dump(mode="json")) != doc.claim.content_key()
+
+
+def test_the_lists_of_amounts_are_the_models_fields_in_order() -> None:
+    assert BREAKDOWN_AMOUNTS == tuple(Breakdown.model_fields)
+    fields = list(SettlementResult.model_fields)
+    assert list(ONE_BILL_AMOUNTS) == fields[fields.index("total"):fields.index("personal") + 1]

@@ -3,7 +3,9 @@ write and the offset commit) answers exactly what it answered the first time
 and counts nothing twice: a settle from what it stored for the claim (a layer
 stage's layer, the settlement stage's one-bill), a cancel from the inbox."""
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import asyncpg
@@ -32,12 +34,23 @@ def record(doc: SettlementDocument, offset: int, topic: str = topics.ELIGIBLE) -
                           None, 0, len(value), ())
 
 
-async def test_a_redelivered_batch_is_answered_again_and_counted_once(database_url):
+@contextlib.asynccontextmanager
+async def migrated(stage_type, database_url: str) -> AsyncIterator:  # noqa: ANN001 - a stage class
+    """A stage on a schema of its own, dropped afterwards."""
     schema = f"redeliver_{uuid.uuid4().hex[:8]}"
-    stage = BasicStage(Settings(database_url=database_url))
+    stage = stage_type(Settings(database_url=database_url))
     stage.pool = await create_pool(database_url, schema, size=2)
     try:
         await migrate(stage.pool, schema, stage.migrations)
+        yield stage
+    finally:
+        async with stage.pool.acquire() as c:
+            await c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await stage.pool.close()
+
+
+async def test_a_redelivered_batch_is_answered_again_and_counted_once(database_url):
+    async with migrated(BasicStage, database_url) as stage:
         first = document(POLICY, a="8000", b="2000", claim_id="H1-2024-A")
         second = document(POLICY, a="3000", claim_id="H1-2024-B")
         cancel = first.model_copy(update={"kind": "cancel", "cancel_reason": "录入错误"})
@@ -59,18 +72,10 @@ async def test_a_redelivered_batch_is_answered_again_and_counted_once(database_u
             assert await c.fetch("SELECT claim_id, status FROM layers ORDER BY claim_id") == [
                 ("H1-2024-A", "reversed"), ("H1-2024-B", "settled")]
             assert await c.fetchval("SELECT array_agg(message_id) FROM inbox") == ["cancel:H1-2024-A"]
-    finally:
-        async with stage.pool.acquire() as c:
-            await c.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await stage.pool.close()
 
 
 async def test_the_settlement_stage_answers_a_redelivered_batch_again_and_confirms_once(database_url):
-    schema = f"redeliver_{uuid.uuid4().hex[:8]}"
-    stage = SettlementStage(Settings(database_url=database_url))
-    stage.pool = await create_pool(database_url, schema, size=2)
-    try:
-        await migrate(stage.pool, schema, stage.migrations)
+    async with migrated(SettlementStage, database_url) as stage:
         settled = Ledger().settle(POLICY, document(POLICY, a="8000", b="2000", claim_id="H1-2024-C"))
         cancel = settled.model_copy(update={"kind": "cancel", "cancel_reason": "录入错误"})
         records = [record(settled, 0, topics.BACKSTOP), record(cancel, 1, topics.BACKSTOP)]
@@ -83,10 +88,6 @@ async def test_the_settlement_stage_answers_a_redelivered_batch_again_and_confir
         async with stage.pool.acquire() as c:
             assert await c.fetch("SELECT claim_id, status FROM one_bills") == [("H1-2024-C", "reversed")]
             assert await c.fetchval("SELECT array_agg(message_id) FROM inbox") == ["cancel:H1-2024-C"]
-    finally:
-        async with stage.pool.acquire() as c:
-            await c.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await stage.pool.close()
 
 
 def _failing_once(write):
@@ -101,14 +102,7 @@ def _failing_once(write):
 
 
 async def test_a_batch_whose_write_failed_is_counted_once_when_it_is_written(database_url, monkeypatch):
-    schema = f"recount_{uuid.uuid4().hex[:8]}"
-    basic = BasicStage(Settings(database_url=database_url))
-    settlement = SettlementStage(Settings(database_url=database_url))
-    basic.pool = await create_pool(database_url, schema, size=2)
-    settlement.pool = await create_pool(database_url, f"{schema}_s", size=2)
-    try:
-        await migrate(basic.pool, schema, basic.migrations)
-        await migrate(settlement.pool, f"{schema}_s", settlement.migrations)
+    async with migrated(BasicStage, database_url) as basic, migrated(SettlementStage, database_url) as settlement:
         paid_before = REGISTRY.get_sample_value("settlement_layer_yuan_total", {"layer": "basic", "kind": "settled"}) or 0
         bills_before = REGISTRY.get_sample_value("settlement_one_bills_total", {"status": "settled"}) or 0
         claim = document(POLICY, a="8000", b="2000", claim_id="H1-2024-D")
@@ -128,9 +122,3 @@ async def test_a_batch_whose_write_failed_is_counted_once_when_it_is_written(dat
         assert REGISTRY.get_sample_value(
             "settlement_layer_yuan_total", {"layer": "basic", "kind": "settled"}) == pytest.approx(paid_before + float(paid))
         assert REGISTRY.get_sample_value("settlement_one_bills_total", {"status": "settled"}) == bills_before + 1
-    finally:
-        async with basic.pool.acquire() as c:
-            await c.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            await c.execute(f'DROP SCHEMA "{schema}_s" CASCADE')
-        await basic.pool.close()
-        await settlement.pool.close()

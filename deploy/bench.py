@@ -831,7 +831,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--persons", type=int, default=10_000, help="registered persons (default 10,000)")
     parser.add_argument("--registry", choices=("auto", "topic", "repository"), default="auto",
                         help="how persons are registered (auto: the topic up to 100,000, else the repository)")
-    parser.add_argument("--partitions", type=int, default=8, help="partitions of each topic")
+    parser.add_argument("--partitions", type=int, default=None,
+                        help="partitions of each topic (default: as make run, 2 on the embedded broker, else 8)")
     parser.add_argument("--in-flight", type=int, default=3000, help="claims outstanding at saturation")
     parser.add_argument("--shares", type=int, nargs="+", default=[25, 50], help="paced rates, % of throughput")
     parser.add_argument("--rates", type=float, nargs="*", default=[],
@@ -849,6 +850,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="an existing PostgreSQL server; a fresh database is made on it (default: embedded)")
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "bench.json"))
     args = parser.parse_args(argv)
+    if args.partitions is None:
+        args.partitions = Settings().partitions(embedded=args.bootstrap is None)
     if args.latency_seconds is None:
         args.latency_seconds = max(5.0, args.seconds / 2)
     return args

@@ -156,7 +156,7 @@ async def main() -> int:
             postgres = EmbeddedPostgres(ROOT / ".run" / "pgdata").start()
             database_url = postgres.url
             print(f"[supervisor ] embedded PostgreSQL at {database_url}", flush=True)
-        await ensure_topics(bootstrap, ALL_TOPICS, settings.topic_partitions)
+        await ensure_topics(bootstrap, ALL_TOPICS, settings.partitions(embedded=broker is not None))
         for name in available_services():
             supervisor.add(name, [sys.executable, "-m", f"services.{name}"],
                            service_env(settings, bootstrap, database_url, name))

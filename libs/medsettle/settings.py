@@ -12,6 +12,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ROOT = Path(__file__).resolve().parents[2]
 
 
+EMBEDDED_TOPIC_PARTITIONS = 2
+"""Partitions per topic on the embedded broker: each service runs as one
+process there, so more buy no parallelism, while Tansu's cost of a produce or
+a fetch grows with the partitions it touches. Not 1: a stage's batch of a few
+hundred documents then outgrows one record batch (``PRODUCER_BATCH_BYTES``)
+and goes out in several produce requests one after another, and the next
+stage takes it in pieces."""
+
+TOPIC_PARTITIONS = 8
+"""Partitions per topic on any other broker: up to 8 copies of a service share the work."""
+
+
 class Settings(BaseSettings):
     """Everything a service reads from its environment.
 
@@ -26,7 +38,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="PostgreSQL URL; unset means the embedded server")
     dashboard_port: int = Field(8080, description="port of the operator dashboard")
     policy_dir: Path = Field(ROOT / "policies", description="folder of policy files, one per region and year")
-    topic_partitions: int = Field(8, description="partitions of each topic created at start-up")
+    topic_partitions: int | None = Field(
+        None, ge=1,
+        description="partitions of each topic created at start-up; unset: 2 on the embedded broker (one process per "
+                    "service on one machine, and Tansu pays for every partition of every produce and fetch), 8 on "
+                    "any other broker (room for 8 copies of a service)",
+    )
     consumer_max_records: int = Field(500, description="largest batch a stage takes from Kafka at once")
     fetch_max_wait_ms: int = Field(
         50, ge=1,
@@ -104,6 +121,12 @@ class Settings(BaseSettings):
     )
 
     # ------------------------------------------------ Kafka clients
+
+    def partitions(self, *, embedded: bool) -> int:
+        """Partitions of the topics created at start-up (``topic_partitions``)."""
+        if self.topic_partitions is not None:
+            return self.topic_partitions
+        return EMBEDDED_TOPIC_PARTITIONS if embedded else TOPIC_PARTITIONS
 
     def producer_options(self) -> dict[str, Any]:
         """How every service's producer sends; the bench's bare relays send the

@@ -668,12 +668,14 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
             await cashier.stop()
         processes.stop(list(SERVICES))
 
-        if not args.no_floor and "throughput" in results:
-            rates = {lat["share_percent"]: lat["rate"] for lat in results["latency"]}
-            results["floor"] = await floor(args, infra, population, processes, results["throughput"]["answers"],
+        if not args.no_floor and results["latency"]:
+            rates = [(lat["share_percent"], lat["rate"]) for lat in results["latency"]]
+            measured = results.get("throughput")
+            results["floor"] = await floor(args, infra, population, processes, measured["answers"] if measured else 0,
                                            sampler.named["broker"], rates)
-            ratio = results["throughput"]["per_second"] / max(results["floor"]["per_second"], 1e-9)
-            results["floor"]["pipeline_share_percent"] = round(100 * ratio, 1)
+            if measured:
+                ratio = measured["per_second"] / max(results["floor"]["per_second"], 1e-9)
+                results["floor"]["pipeline_share_percent"] = round(100 * ratio, 1)
     finally:
         for profiler in profilers:
             with contextlib.suppress(ProcessLookupError):
@@ -683,9 +685,10 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
 
 
 async def floor(args: argparse.Namespace, infra: Infrastructure, population: Population, processes: Processes,
-                count: int, broker: Any, rates: dict[int, float]) -> dict[str, Any]:
-    """The same number of messages through six bare relay hops; then the
-    latency of those hops at the rates the pipeline was paced at."""
+                count: int, broker: Any, rates: list[tuple[int | None, float]]) -> dict[str, Any]:
+    """The same number of messages through six bare relay hops (none when
+    ``count`` is 0: no saturation run); then the latency of those hops at the
+    rates the pipeline was paced at."""
     sampler = Sampler()
     sampler.add("broker", broker)
     env = service_env(infra.bootstrap, "", args)
@@ -702,11 +705,13 @@ async def floor(args: argparse.Namespace, infra: Infrastructure, population: Pop
     await cashier.start()
     try:
         await cashier.probe(120)
-        sampler.begin()
-        figures = await cashier.saturate(args.seconds * 3, min(args.warmup, 2.0), args.in_flight, count=max(count, 1))
-        figures["processes"] = await sampler.end()
+        figures: dict[str, Any] = {}
+        if count:
+            sampler.begin()
+            figures = await cashier.saturate(args.seconds * 3, min(args.warmup, 2.0), args.in_flight, count=count)
+            figures["processes"] = await sampler.end()
         figures["latency"] = []
-        for share, rate in rates.items():
+        for share, rate in rates:
             paced = await cashier.paced(rate, args.latency_seconds)
             figures["latency"].append({"share_percent": share, **{k: v for k, v in paced.items() if k != "statuses"}})
     finally:
@@ -782,7 +787,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"{'throughput at saturation':<34}{tp['per_second']:>9,.0f} claims/s   "
                      f"({tp['answers']:,} answers in {tp['seconds']} s, {tp['in_flight']} in flight; {statuses})")
     fl = results.get("floor")
-    if fl:
+    if fl and "per_second" in fl:
         relays = sum(f["cpu_percent"] for n, f in fl.get("processes", {}).items() if n.startswith("relay"))
         broker = fl.get("processes", {}).get("broker", {}).get("cpu_percent", float("nan"))
         lines.append(f"{'floor: six bare hops, no database':<34}{fl['per_second']:>9,.0f} msgs/s     "
@@ -837,7 +842,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--shares", type=int, nargs="+", default=[25, 50], help="paced rates, % of throughput")
     parser.add_argument("--rates", type=float, nargs="*", default=[],
                         help="paced rates in claims/s, after the shares (to compare runs at the same load);"
-                             " with --seconds 0 the saturation run is skipped and only these are paced")
+                             " with --seconds 0 the saturation run is skipped and only these are paced, the"
+                             " floor's bare hops too (unless --no-floor)")
     parser.add_argument("--cancels", type=float, default=0.01, help="share of sends that reverse a settled claim")
     parser.add_argument("--seed", type=int, default=20240310)
     parser.add_argument("--no-floor", action="store_true", help="skip the six-hop floor")

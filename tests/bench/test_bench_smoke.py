@@ -5,25 +5,30 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 
 from medsettle.settings import ROOT
 
 
-def test_a_short_bench_settles_claims_measures_every_phase_and_writes_its_table(
-        embedded_broker_factory, database_url, tmp_path):
-    broker = embedded_broker_factory()
-    out = tmp_path / "bench.json"
+def bench(bootstrap: str, database_url: str, out: Path, *options: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """``python -m deploy.bench`` with a small county on the given broker and server; its run and its JSON."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "libs"), str(ROOT)])}
     finished = subprocess.run(
-        [sys.executable, "-m", "deploy.bench", "--seconds", "3", "--warmup", "1", "--latency-seconds", "1",
-         "--persons", "300", "--in-flight", "300", "--bootstrap", broker.bootstrap,
-         "--database-url", database_url, "--out", str(out)],
+        [sys.executable, "-m", "deploy.bench", *options, "--latency-seconds", "1", "--persons", "300",
+         "--bootstrap", bootstrap, "--database-url", database_url, "--out", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=150,
     )
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    results = orjson.loads(out.read_bytes())
+    return finished, orjson.loads(out.read_bytes())
+
+
+def test_a_short_bench_settles_claims_measures_every_phase_and_writes_its_table(
+        embedded_broker_factory, database_url, tmp_path):
+    broker = embedded_broker_factory()
+    finished, results = bench(broker.bootstrap, database_url, tmp_path / "bench.json",
+                              "--seconds", "3", "--warmup", "1", "--in-flight", "300")
     assert results["throughput"]["answers"] > 0 and results["throughput"]["statuses"].get("settled", 0) > 0
     assert [lat["share_percent"] for lat in results["latency"]] == [25, 50]
     assert all(lat["answered"] > 0 and lat["lost"] == 0 and lat["p99_ms"] >= lat["p50_ms"] for lat in results["latency"])
@@ -33,3 +38,15 @@ def test_a_short_bench_settles_claims_measures_every_phase_and_writes_its_table(
     assert services <= set(results["processes"])
     assert {key.split()[0] for key in results["batches"]} == services
     assert "throughput at saturation" in finished.stdout and "floor: six bare hops" in finished.stdout
+
+
+def test_paced_rates_alone_measure_the_pipeline_and_the_bare_hops_at_the_same_rate(
+        embedded_broker_factory, database_url, tmp_path):
+    broker = embedded_broker_factory()
+    finished, results = bench(broker.bootstrap, database_url, tmp_path / "bench.json", "--seconds", "0", "--rates", "20")
+    assert "throughput" not in results
+    assert [(lat["share_percent"], lat["rate"]) for lat in results["latency"]] == [(None, 20.0)]
+    assert [(lat["share_percent"], lat["rate"]) for lat in results["floor"]["latency"]] == [(None, 20.0)]
+    assert all(lat["answered"] > 0 and lat["lost"] == 0 for lat in results["floor"]["latency"])
+    assert "per_second" not in results["floor"]  # no saturation run, so no floor throughput either
+    assert "floor latency at 20/s" in finished.stdout and "floor: six bare hops" not in finished.stdout

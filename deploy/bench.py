@@ -673,7 +673,7 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
             measured = results.get("throughput")
             results["floor"] = await floor(args, infra, population, processes, measured["answers"] if measured else 0,
                                            sampler.named["broker"], rates)
-            if "per_second" in results["floor"]:
+            if measured and "per_second" in results["floor"]:
                 ratio = measured["per_second"] / max(results["floor"]["per_second"], 1e-9)
                 results["floor"]["pipeline_share_percent"] = round(100 * ratio, 1)
     finally:

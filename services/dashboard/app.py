@@ -109,6 +109,7 @@ class Dashboard:
         self.pool: asyncpg.Pool | None = None
         self.clearing_pool: asyncpg.Pool | None = None  # the only writes: closing a clearing month
         self.payout_bands = payout_bands(settings.dashboard_payout_bands)
+        self.clearing_close_day = settings.clearing_close_day
 
     async def start(self) -> None:
         if not self.settings.database_url:
@@ -282,10 +283,10 @@ class Dashboard:
 
     async def close_due_clearing(self) -> None:
         """Months whose scheduled close (``CLEARING_CLOSE_DAY``) has passed."""
-        if self.settings.clearing_close_day is None or self.clearing_pool is None:
+        if self.clearing_close_day is None or self.clearing_pool is None:
             return
         async with self.clearing_pool.acquire() as c:
-            months = await clearing_.close_due_months(c, now=self.clock(), close_day=self.settings.clearing_close_day)
+            months = await clearing_.close_due_months(c, now=self.clock(), close_day=self.clearing_close_day)
         for month in months:
             log.info("clearing_closed", month=month, by="schedule")
 

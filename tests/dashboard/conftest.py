@@ -82,6 +82,9 @@ class DashboardSystem:
     def expected(self) -> dataset.Expected:
         return dataset.Expected.from_answers(self.answers)
 
+    def clearing_events(self) -> dict[tuple[str, str, str], tuple[int, str]]:
+        return dataset.Expected.clearing_events(self.answers)
+
     @contextlib.asynccontextmanager
     async def client(self, user: str, password: str) -> AsyncIterator[httpx.AsyncClient]:
         """An HTTP client logged in as ``user``."""

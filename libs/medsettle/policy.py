@@ -198,6 +198,12 @@ class BackstopPolicy(Section):
 POLICY_ID = re.compile(r"^(?P<region>[0-9A-Za-z]+)-(?P<year>[0-9]{4})(?:-r(?P<revision>[1-9][0-9]*))?$")
 
 
+def scheme_of(policy_id: str) -> str:
+    """The year's scheme a revision belongs to: ``340421-2024-r2`` -> ``340421-2024``."""
+    match = POLICY_ID.match(policy_id)
+    return f"{match['region']}-{match['year']}" if match else policy_id
+
+
 class Policy(Section):
     policy: str = Field(
         pattern=POLICY_ID.pattern,
@@ -485,4 +491,4 @@ if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
 
 __all__ = ["CATEGORIES", "Policy", "PolicyBook", "PolicyError", "load_policy", "dump_policy", "fingerprint",
-           "in_force", "read_seals", "seal", "check_file", "SEALS"]
+           "in_force", "read_seals", "scheme_of", "seal", "check_file", "SEALS"]

@@ -36,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 from medsettle import db
 from medsettle.contract import LEVEL_NAMES
 from medsettle.db import INFRASTRUCTURE_ERRORS
-from medsettle.policy import PolicyBook
+from medsettle.policy import PolicyBook, scheme_of
 from medsettle.runtime import now
 from medsettle.settings import Settings
 from services.dashboard import clearing as clearing_
@@ -208,7 +208,10 @@ class Dashboard:
 
         today = self.clock().date()
         elapsed = share_of_year_gone(today, year)
-        configured = {p.policy: p for p in self.policies.all() if p.year == year}
+        configured = {}  # per scheme (region-year), its latest revision: the year's budgets and name
+        for found in sorted(self.policies.all(), key=lambda p: (p.in_force_from, p.revision)):
+            if found.year == year:
+                configured[scheme_of(found.policy)] = found
         policies = []
         totals_budget: dict[str, Decimal] = {}
         totals_spent: dict[str, Decimal] = {}

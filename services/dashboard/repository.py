@@ -147,12 +147,13 @@ class PolicySpend:
 
 
 async def spend_by_policy(c: asyncpg.Connection, year: int) -> list[PolicySpend]:
+    """Per scheme (region-year): its revisions' one-bills together (``340421-2024-r2`` counts as ``340421-2024``)."""
     rows = await c.fetch(
-        """SELECT policy, count(*) AS n, sum(total) AS total, sum(basic) AS basic,
+        """SELECT regexp_replace(policy, '-r[0-9]+$', '') AS policy, count(*) AS n, sum(total) AS total, sum(basic) AS basic,
                   sum(serious_illness) AS serious_illness, sum(assistance) AS assistance, sum(backstop) AS backstop
            FROM settlement.one_bills
            WHERE status = 'settled' AND service_date >= make_date($1, 1, 1) AND service_date < make_date($1 + 1, 1, 1)
-           GROUP BY policy ORDER BY policy""",
+           GROUP BY 1 ORDER BY 1""",
         year,
     )
     return [
@@ -173,7 +174,7 @@ class LevelRatio:
 
 _YEAR_AND_POLICY = """status = 'settled'
                       AND service_date >= make_date($1, 1, 1) AND service_date < make_date($1 + 1, 1, 1)
-                      AND ($2::text IS NULL OR policy = $2)"""
+                      AND ($2::text IS NULL OR policy = $2 OR policy LIKE $2 || '-r%')"""  # a scheme: its revisions
 
 
 async def ratio_by_level(c: asyncpg.Connection, year: int, policy: str | None) -> list[LevelRatio]:

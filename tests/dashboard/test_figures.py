@@ -54,6 +54,16 @@ async def test_a_fund_spending_ahead_of_the_year_is_flagged(dashboard_system):
     assert other["640100"]["state"] == "no_budget"  # 150900 has no backstop budget
 
 
+async def test_a_schemes_revisions_are_one_line_with_one_budget(dashboard_system):
+    body = await funds(dashboard_system, year=2024)
+    assert [p["policy"] for p in body["policies"]] == ["150900-2024", "340421-2024"]  # no line of its own for -r2
+    assert body["policies"][1]["name"] == "340421 2024 年度补偿方案（12月起调整）"  # the year's latest revision
+    other = {line["fund_code"]: line for line in body["policies"][0]["lines"]}
+    totals = {line["fund_code"]: line for line in body["totals"]}
+    assert Decimal(totals["390100"]["budget"]) == Decimal(TEST_BUDGETS["340421-2024"]["390100"]) + Decimal(
+        other["390100"]["budget"])  # counted once, not once per revision
+
+
 async def test_actual_compensation_ratio_overall_and_by_hospital_level(dashboard_system):
     expected = dashboard_system.expected()
     body = await funds(dashboard_system, year=2024)

@@ -13,10 +13,11 @@ A month, once it has ended, is closed by an operator (``POST
 stores the statement's JSON and CSV bytes and every line it holds
 (``clearing.statements``, ``clearing.statement_lines``, migrations in
 ``migrations/``); a closed month is always answered with those bytes and
-never changes. A settlement or reversal that reaches the database after its
+never changes. Months close one after the other, empty ones too (a
+statement of zero); before the first close, the first month with lines
+comes first. A settlement or reversal that reaches the database after its
 month was closed (a transaction that committed late) is carried into the
-next open month, so nothing is lost and nothing is counted twice. Months are
-closed in order: a month with an earlier open month that has lines is not.
+next month to close, so nothing is lost and nothing is counted twice.
 
 The first part of this module is pure (entries in, statement and CSV out);
 the second is its SQL.
@@ -274,28 +275,35 @@ def _entry(row: asyncpg.Record) -> Entry:
                  row["serious_illness"], row["assistance"], row["backstop"], row["fund_total"])
 
 
+async def latest_closed(c: asyncpg.Connection) -> dt.datetime | None:
+    month = await c.fetchval("SELECT max(month) FROM clearing.statements")
+    return dt.datetime(month.year, month.month, 1, tzinfo=CST) if month else None
+
+
+async def next_to_close(c: asyncpg.Connection) -> dt.datetime | None:
+    """The month after the latest closed one (None before the first close)."""
+    latest = await latest_closed(c)
+    return next_month(latest) if latest is not None else None
+
+
 async def open_entries(c: asyncpg.Connection, start: dt.datetime) -> list[Entry]:
     """What an open month's statement holds: the settlements and reversals
-    of the month, and those of closed months that no closed statement holds
-    (they reached the database after the close)."""
+    of the month and, when it is the next month to close, every earlier one
+    that no closed statement holds (it reached the database after its month
+    was closed)."""
+    carries = start == await next_to_close(c)
     rows = await c.fetch(
         f"""{_EVENTS}
-            SELECT e.* FROM e
-             WHERE (e.at >= $2 OR {_MONTH_OF} = any(SELECT month FROM clearing.statements))
-               AND {_UNCLEARED}""",
-        next_month(start), start,
+            SELECT e.* FROM e WHERE ($3 OR e.at >= $2) AND {_UNCLEARED}""",
+        next_month(start), start, carries,
     )
     return [_entry(r) for r in rows]
 
 
-async def earliest_open_month_before(c: asyncpg.Connection, start: dt.datetime) -> dt.date | None:
-    """The first month before ``start`` that has lines and is not closed."""
-    return await c.fetchval(
-        f"""{_EVENTS}
-            SELECT min({_MONTH_OF}) FROM e
-             WHERE {_MONTH_OF} <> all(SELECT month FROM clearing.statements) AND {_UNCLEARED}""",
-        start,
-    )
+async def earliest_month_with_lines(c: asyncpg.Connection, before: dt.datetime) -> dt.datetime | None:
+    """The first month before ``before`` with a settlement or reversal that no closed statement holds."""
+    month = await c.fetchval(f"{_EVENTS} SELECT min({_MONTH_OF}) FROM e WHERE {_UNCLEARED}", before)
+    return dt.datetime(month.year, month.month, 1, tzinfo=CST) if month else None
 
 
 @dataclass(frozen=True)
@@ -383,9 +391,14 @@ async def close_month(c: asyncpg.Connection, start: dt.datetime, *, now: dt.date
         end = next_month(start)
         if now < end:
             raise ClearingRefused(f"{period(start)} 尚未结束（北京时间 {end:%Y-%m-%d %H:%M} 结束），不能结账")
-        earlier = await earliest_open_month_before(c, start)
-        if earlier is not None:
-            raise ClearingRefused(f"{earlier:%Y-%m} 尚未结账且有结算业务，请先结账 {earlier:%Y-%m}")
+        due = await next_to_close(c)
+        if due is not None and due != start:
+            raise ClearingRefused(f"月份按顺序结账：已结账至 {period(due - dt.timedelta(days=1))}，下一个应结账的是 {period(due)}"
+                                  if start > due else f"{period(start)} 早于已结账的月份，其后到达的业务计入 {period(due)}")
+        if due is None:
+            earlier = await earliest_month_with_lines(c, start)
+            if earlier is not None:
+                raise ClearingRefused(f"{period(earlier)} 尚未结账且有结算业务，请先结账 {period(earlier)}")
         entries = await open_entries(c, start)
         names = await hospital_names(c, sorted({e.hospital_code for e in entries}))
         body = statement(start, entries, names, closed_at=now, closed_by=by)
@@ -409,15 +422,13 @@ async def close_month(c: asyncpg.Connection, start: dt.datetime, *, now: dt.date
 
 
 async def close_due_months(c: asyncpg.Connection, *, now: dt.datetime, close_day: int) -> list[str]:
-    """Close, in order, every month with lines whose scheduled close
-    (``close_day`` of the next month) has passed; return the months closed."""
+    """Close, in order, every month whose scheduled close (``close_day`` of
+    the next month) has passed, from the month after the latest closed one
+    (before the first close: from the first month with lines); return them."""
     done = []
-    while True:
-        first = await earliest_open_month_before(c, month_of(now))
-        if first is None:
-            return done
-        start = dt.datetime(first.year, first.month, 1, tzinfo=CST)
-        if now < close_due(start, close_day):
-            return done
+    start = await next_to_close(c) or await earliest_month_with_lines(c, month_of(now))
+    while start is not None and close_due(start, close_day) <= now:
         await close_month(c, start, now=now, by="schedule")
         done.append(period(start))
+        start = next_month(start)
+    return done

@@ -246,6 +246,23 @@ async def test_months_close_in_order_and_on_the_configured_day(system):
     await system.dashboard.close_due_clearing()
     assert orjson.loads((await system.month(6))[0])["closed_by"] == "schedule"
 
+    # one month after the other, empty ones too; none before the closed ones
+    system.dashboard.clearing_close_day = None
+    system.settled_at[0] = dt.datetime(2024, 9, 10, 11, 0, tzinfo=CST)
+    september = await system.settle(9, a="7000")
+    system.now[0] = dt.datetime(2024, 10, 1, 9, 0, tzinfo=CST)
+    gap = await system.close(9)
+    assert gap.status_code == 409 and "2024-07" in gap.json()["error"]
+    before = await system.close(2)
+    assert before.status_code == 409 and "2024-02" in before.json()["error"]
+    for month in (7, 8):
+        assert (await system.close(month)).status_code == 200
+    august = orjson.loads((await system.month(8))[0])
+    assert (august["status"], august["details"], august["amount"]) == ("closed", [], "0.00")
+    closing = await system.close(9)
+    assert closing.status_code == 200
+    assert shown_lines(closing.content) == expected_lines([(september, 1)])
+
 
 async def test_a_viewer_cannot_close_a_month(system):
     async with httpx.AsyncClient(base_url=str(system.client.base_url), timeout=30) as viewer:

@@ -385,6 +385,16 @@ def test_policy_check_exits_0_for_good_files(capsys):
     assert "340421-2024" in out and "150900-2024" in out
 
 
+def test_policy_check_validates_a_revision_file_and_says_when_it_is_in_force(tmp_path, capsys):
+    good = write(tmp_path, "340421-2024-r2", revision(REFERENCE, "340421-2024-r2", "2024-07-01"))
+    undated = write(tmp_path, "340421-2024-r3", revision(REFERENCE, "340421-2024-r3", None))
+    assert main([str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "340421-2024-r2" in out and "in force from 2024-07-01" in out
+    assert main([str(undated)]) == 1
+    assert "needs effective_from" in capsys.readouterr().err
+
+
 def test_policy_check_exits_1_when_a_file_is_bad(tmp_path, capsys):
     data = raw(REFERENCE)
     data["basic"]["b_pre_self_pay"] = 110

@@ -260,11 +260,13 @@ _MONTH_OF = "date_trunc('month', (e.at AT TIME ZONE 'UTC') + interval '8 hours')
 _EVENTS = """WITH e AS (
         SELECT claim_id, hospital_code, 'settled' AS event, settled_at AS at, service_date, policy, person_id,
                visit_type, total, basic, serious_illness, assistance, backstop, fund_total
-          FROM settlement.one_bills WHERE settled_at < $1
+          FROM settlement.one_bills WHERE settled_at >= $1 AND settled_at < $2
         UNION ALL
         SELECT claim_id, hospital_code, 'reversed', reversed_at, service_date, policy, person_id,
                visit_type, -total, -basic, -serious_illness, -assistance, -backstop, -fund_total
-          FROM settlement.one_bills WHERE reversed_at IS NOT NULL AND reversed_at < $1)"""
+          FROM settlement.one_bills WHERE reversed_at >= $1 AND reversed_at < $2)"""
+# the settlements and reversals that happened in [$1, $2)
+BEGINNING = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 _UNCLEARED = ("NOT EXISTS (SELECT 1 FROM clearing.statement_lines l "
               "WHERE l.claim_id = e.claim_id AND l.event = e.event)")
 
@@ -292,17 +294,14 @@ async def open_entries(c: asyncpg.Connection, start: dt.datetime) -> list[Entry]
     that no closed statement holds (it reached the database after its month
     was closed)."""
     carries = start == await next_to_close(c)
-    rows = await c.fetch(
-        f"""{_EVENTS}
-            SELECT e.* FROM e WHERE ($3 OR e.at >= $2) AND {_UNCLEARED}""",
-        next_month(start), start, carries,
-    )
+    rows = await c.fetch(f"{_EVENTS} SELECT e.* FROM e WHERE {_UNCLEARED}",
+                         BEGINNING if carries else start, next_month(start))
     return [_entry(r) for r in rows]
 
 
 async def earliest_month_with_lines(c: asyncpg.Connection, before: dt.datetime) -> dt.datetime | None:
     """The first month before ``before`` with a settlement or reversal that no closed statement holds."""
-    month = await c.fetchval(f"{_EVENTS} SELECT min({_MONTH_OF}) FROM e WHERE {_UNCLEARED}", before)
+    month = await c.fetchval(f"{_EVENTS} SELECT min({_MONTH_OF}) FROM e WHERE {_UNCLEARED}", BEGINNING, before)
     return dt.datetime(month.year, month.month, 1, tzinfo=CST) if month else None
 
 
@@ -319,13 +318,6 @@ async def closed(c: asyncpg.Connection, start: dt.datetime) -> Closed | None:
     row = await c.fetchrow(
         "SELECT month, closed_at, closed_by, body, csv FROM clearing.statements WHERE month = $1", start.date())
     return Closed(row["month"], row["closed_at"], row["closed_by"], row["body"], row["csv"]) if row else None
-
-
-async def closed_months(c: asyncpg.Connection, year: int) -> dict[int, Closed]:
-    rows = await c.fetch(
-        """SELECT month, closed_at, closed_by, body, csv FROM clearing.statements
-            WHERE month >= make_date($1, 1, 1) AND month < make_date($1 + 1, 1, 1) ORDER BY month""", year)
-    return {r["month"].month: Closed(r["month"], r["closed_at"], r["closed_by"], r["body"], r["csv"]) for r in rows}
 
 
 async def hospital_names(c: asyncpg.Connection, codes: list[str]) -> dict[str, str]:

@@ -1,16 +1,35 @@
-"""Compensation schemes (补偿方案) as data: one YAML file per region and year.
+"""Compensation schemes (补偿方案) as data: one YAML file per region, year and revision.
 
 A file is validated by pydantic when it is loaded; a wrong field, an
 overlapping band or a ratio outside 0–100% is refused with the file, the field
 and the reason. Each service reads only its own section (``basic``,
-``serious_illness``, ``assistance``, ``backstop``); eligibility only asks
-whether a policy is in force.
+``serious_illness``, ``assistance``, ``backstop``); eligibility chooses the
+revision in force on a claim's service date, once, and every later stage looks
+that same revision up by its id (``PolicyBook.by_id``).
 
-``python -m medsettle.policy FILE...`` checks files (``make policy-check``).
+Revisions within a year: ``340421-2024`` is the year's first revision (in
+force from 1 January unless it says ``effective_from``); ``340421-2024-r2``,
+``-r3``, ... are later ones, each with its own ``effective_from`` in that
+year. On a service date the revision in force is the one with the latest
+``effective_from`` on or before it (of two from the same day, the higher
+revision number). Accumulators are keyed by person and year, never by
+revision, so they run on across revisions.
+
+A revision is never changed in place: a PolicyBook refuses a file whose bytes
+differ from what it first loaded under that id, and any file whose bytes
+differ from its fingerprint in ``SHA256SUMS`` (the checked-in seal of the
+folder, ``sha256sum`` format; ``python -m medsettle.policy --seal FILE``
+records one). A change is a new revision.
+
+``python -m medsettle.policy FILE...`` checks files (``make policy-check``),
+their seals included.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import re
 import sys
 import threading
 import time
@@ -176,10 +195,26 @@ class BackstopPolicy(Section):
         return self
 
 
+POLICY_ID = re.compile(r"^(?P<region>[0-9A-Za-z]+)-(?P<year>[0-9]{4})(?:-r(?P<revision>[1-9][0-9]*))?$")
+
+
+def scheme_of(policy_id: str) -> str:
+    """The year's scheme a revision belongs to: ``340421-2024-r2`` -> ``340421-2024``."""
+    match = POLICY_ID.match(policy_id)
+    return f"{match['region']}-{match['year']}" if match else policy_id
+
+
 class Policy(Section):
-    policy: str = Field(pattern=r"^[0-9A-Za-z]+-[0-9]{4}$", description="region-year, e.g. 340421-2024")
+    policy: str = Field(
+        pattern=POLICY_ID.pattern,
+        description="region-year for the year's first revision (340421-2024), region-year-rN for later ones "
+                    "(340421-2024-r2)",
+    )
     region: str
     year: int = Field(ge=2000, le=2100)
+    effective_from: dt.date | None = Field(
+        None, description="first service date (discharged_on) this revision applies to; the first revision: "
+                          "1 January when unset; later revisions must set it")
     name: str = ""
     favoured_categories: list[Category] = Field(
         default_factory=lambda: ["poverty_registered", "subsistence", "extreme_poverty"]
@@ -195,9 +230,25 @@ class Policy(Section):
 
     @model_validator(mode="after")
     def _name_matches(self) -> Policy:
-        if self.policy != f"{self.region}-{self.year}":
-            raise ValueError(f"policy {self.policy!r} must be named region-year: {self.region}-{self.year}")
+        base = f"{self.region}-{self.year}"
+        if self.policy != base and not (self.policy.startswith(base + "-r") and self.revision >= 2):
+            raise ValueError(f"policy {self.policy!r} must be named region-year ({base}) or, for a later "
+                             f"revision, region-year-rN with N from 2 ({base}-r2)")
+        if self.effective_from is not None and self.effective_from.year != self.year:
+            raise ValueError(f"effective_from {self.effective_from} is not in {self.year}")
+        if self.revision >= 2 and self.effective_from is None:
+            raise ValueError(f"revision {self.policy} needs effective_from: the first service date it applies to")
         return self
+
+    @property
+    def revision(self) -> int:
+        """1 for the year's first revision (``340421-2024``), N for ``...-rN``."""
+        match = POLICY_ID.match(self.policy)
+        return int(match["revision"]) if match and match["revision"] else 1
+
+    @property
+    def in_force_from(self) -> dt.date:
+        return self.effective_from or dt.date(self.year, 1, 1)
 
     def favoured(self, categories: list[str]) -> bool:
         return any(c in self.favoured_categories for c in categories)
@@ -207,10 +258,12 @@ class PolicyError(ValueError):
     """A policy file that cannot be used: says the file, the field and why."""
 
 
-def load_policy(path: Path) -> Policy:
+def load_policy(path: Path, content: bytes | None = None) -> Policy:
+    """The policy in ``path`` (or in ``content``, the bytes read from it)."""
     try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        text = (path.read_bytes() if content is None else content).decode("utf-8")
+        raw: Any = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise PolicyError(f"{path}: cannot be read as YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise PolicyError(f"{path}: is not a mapping of policy fields")
@@ -231,74 +284,211 @@ def dump_policy(policy: Policy) -> str:
     return yaml.safe_dump(policy.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
 
 
-class PolicyBook:
-    """Every policy in a folder, reloaded when a file changes (no restart).
+SEALS = "SHA256SUMS"
+"""The checked-in fingerprints of a policy folder: ``<sha256>  <file name>`` per line."""
 
-    A file that fails validation is reported and the previously loaded
-    version of it, if any, stays in force.
+
+def fingerprint(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def read_seals(folder: Path) -> dict[str, str]:
+    """File name -> sha256 from ``folder/SHA256SUMS`` (none when it is missing)."""
+    path = folder / SEALS
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    seals = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        digest, _, name = line.partition(" ")
+        name = name.strip().lstrip("*")
+        if not re.fullmatch(r"[0-9a-f]{64}", digest) or not name:
+            raise PolicyError(f"{path}: line {number}: not '<sha256>  <file name>': {line!r}")
+        seals[name] = digest
+    return seals
+
+
+def check_seal(path: Path, content: bytes, seals: dict[str, str]) -> None:
+    sealed = seals.get(path.name)
+    if sealed is not None and sealed != fingerprint(content):
+        raise PolicyError(
+            f"{path}: changed in place: its content no longer matches its fingerprint in {SEALS} "
+            f"({sealed[:12]}…, now {fingerprint(content)[:12]}…); a sealed revision is never changed, "
+            "publish the change as a new revision (region-year-rN with effective_from)")
+
+
+def seal(path: Path) -> str:
+    """Record ``path``'s fingerprint in its folder's ``SHA256SUMS`` (validating it first)."""
+    content = path.read_bytes()
+    load_policy(path, content)
+    seals = read_seals(path.parent)
+    if path.name in seals:
+        check_seal(path, content, seals)
+        return seals[path.name]
+    digest = fingerprint(content)
+    with (path.parent / SEALS).open("a", encoding="utf-8") as out:
+        out.write(f"{digest}  {path.name}\n")
+    return digest
+
+
+def in_force(revisions: list[Policy], on: dt.date) -> Policy | None:
+    """The revision in force on ``on``: the latest ``effective_from`` on or
+    before it; of two from the same day, the higher revision number."""
+    found = None
+    for policy in sorted(revisions, key=lambda p: (p.in_force_from, p.revision)):
+        if policy.in_force_from <= on:
+            found = policy
+    return found
+
+
+class PolicyBook:
+    """Every policy revision in a folder, reloaded when a file is added or
+    removed (no restart).
+
+    A revision is chosen once, by eligibility (``get(region, service_date)``),
+    and looked up by every later stage by its id (``by_id``). A file is never
+    changed in place: one whose bytes differ from what this book first loaded
+    under its id, or from its fingerprint in ``SHA256SUMS``, is refused
+    (reported through ``on_error``) and the version loaded before, if any,
+    stays in force. A file that fails validation is refused the same way.
     """
 
     def __init__(self, folder: Path, *, recheck_seconds: float = 2.0, on_error: Any = None):
         self.folder = folder
         self.recheck_seconds = recheck_seconds
         self.on_error = on_error
-        self._policies: dict[tuple[str, int], Policy] = {}
+        self._by_id: dict[str, Policy] = {}
+        self._revisions: dict[tuple[str, int], list[Policy]] = {}
+        self._fingerprints: dict[str, str] = {}  # policy id -> sha256 of the bytes first loaded under it
         self._seen: dict[Path, float] = {}
+        self._seals_seen: float | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
         self.reload()
+
+    def _refuse(self, message: str) -> None:
+        if self.on_error is not None:
+            self.on_error(message)
 
     def reload(self) -> None:
         with self._lock:
             self._checked = time.monotonic()
             files = {path: path.stat().st_mtime for path in sorted(self.folder.glob("*.yaml"))}
-            if files == self._seen:
+            seals_path = self.folder / SEALS
+            seals_mtime = seals_path.stat().st_mtime if seals_path.exists() else None
+            if files == self._seen and seals_mtime == self._seals_seen:
                 return
-            loaded = {key: p for key, p in self._policies.items()}
+            try:
+                seals = read_seals(self.folder)
+            except PolicyError as exc:
+                self._refuse(str(exc))
+                seals = {}
+            loaded = dict(self._by_id)
             for path, mtime in files.items():
-                if self._seen.get(path) == mtime:
+                if self._seen.get(path) == mtime and path.stem in loaded:
                     continue
                 try:
-                    policy = load_policy(path)
-                except PolicyError as exc:
-                    if self.on_error is not None:
-                        self.on_error(str(exc))
+                    content = path.read_bytes()
+                    policy = self._admit(path, content, seals)
+                except (OSError, PolicyError) as exc:
+                    self._refuse(str(exc))
                     continue
-                loaded[(policy.region, policy.year)] = policy
+                if policy is not None:
+                    loaded[policy.policy] = policy
             present = {path.stem for path in files}
-            self._policies = {key: p for key, p in loaded.items() if p.policy in present}
+            self._by_id = {pid: p for pid, p in loaded.items() if pid in present}
+            revisions: dict[tuple[str, int], list[Policy]] = {}
+            for policy in self._by_id.values():
+                revisions.setdefault((policy.region, policy.year), []).append(policy)
+            self._revisions = revisions
             self._seen = files
+            self._seals_seen = seals_mtime
 
-    def get(self, region: str, year: int) -> Policy | None:
+    def _admit(self, path: Path, content: bytes, seals: dict[str, str]) -> Policy | None:
+        """The policy of a new or touched file; None when it is what is loaded already."""
+        digest = fingerprint(content)
+        first = self._fingerprints.get(path.stem)
+        if first == digest and path.stem in self._by_id:
+            return None  # touched, not changed
+        if first is not None and first != digest:
+            raise PolicyError(
+                f"{path}: changed in place: revision {path.stem} was loaded with content {first[:12]}…, the file "
+                f"now holds {digest[:12]}…; the revision loaded first stays in force. A revision is never "
+                "changed: publish the change as a new revision (region-year-rN with effective_from)")
+        check_seal(path, content, seals)
+        policy = load_policy(path, content)
+        self._fingerprints[policy.policy] = digest
+        return policy
+
+    def get(self, region: str, when: dt.date | int) -> Policy | None:
+        """The revision in force on a service date (``when`` a date); for a
+        year (``when`` an int), the year's earliest revision."""
         if time.monotonic() - self._checked > self.recheck_seconds:
             self.reload()
-        return self._policies.get((region, year))
+        if isinstance(when, dt.date):
+            return in_force(self._revisions.get((region, when.year), []), when)
+        revisions = self._revisions.get((region, when), [])
+        return min(revisions, key=lambda p: (p.in_force_from, p.revision)) if revisions else None
 
     def by_id(self, policy_id: str) -> Policy | None:
-        region, _, year = policy_id.rpartition("-")
-        return self.get(region, int(year)) if year.isdigit() else None
+        """The revision a claim was settled under (its document's ``policy``).
+        A revision not known yet (just added, eligibility saw it first) makes
+        the book look at its folder again at once."""
+        if time.monotonic() - self._checked > self.recheck_seconds:
+            self.reload()
+        found = self._by_id.get(policy_id)
+        if found is None:
+            self.reload()
+            found = self._by_id.get(policy_id)
+        return found
+
+    def revisions(self, region: str, year: int) -> list[Policy]:
+        """A region's revisions of a year, in the order they come into force."""
+        return sorted(self._revisions.get((region, year), []), key=lambda p: (p.in_force_from, p.revision))
 
     def all(self) -> list[Policy]:
-        return sorted(self._policies.values(), key=lambda p: p.policy)
+        return sorted(self._by_id.values(), key=lambda p: p.policy)
+
+
+def check_file(path: Path) -> Policy:
+    """A file as ``make policy-check`` checks it: valid, and matching its seal if it has one."""
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot be read: {exc}") from None
+    policy = load_policy(path, content)
+    check_seal(path, content, read_seals(path.parent))
+    return policy
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
-        print("usage: python -m medsettle.policy FILE.yaml [FILE.yaml ...]", file=sys.stderr)
+    sealing = argv[:1] == ["--seal"]
+    files = argv[1:] if sealing else argv
+    if not files:
+        print("usage: python -m medsettle.policy [--seal] FILE.yaml [FILE.yaml ...]", file=sys.stderr)
         return 2
     failed = 0
-    for name in argv:
+    for name in files:
         try:
-            policy = load_policy(Path(name))
+            policy = check_file(Path(name))
+            if sealing:
+                digest = seal(Path(name))
         except PolicyError as exc:
             print(exc, file=sys.stderr)
             failed += 1
         else:
-            print(f"{name}: ok ({policy.policy} {policy.name})")
+            since = f", in force from {policy.in_force_from}"
+            sealed = f", sealed {digest[:12]}…" if sealing else ""
+            print(f"{name}: ok ({policy.policy} {policy.name}{since}{sealed})")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
 
-__all__ = ["CATEGORIES", "Policy", "PolicyBook", "PolicyError", "load_policy", "dump_policy"]
+__all__ = ["CATEGORIES", "Policy", "PolicyBook", "PolicyError", "load_policy", "dump_policy", "fingerprint",
+           "in_force", "read_seals", "scheme_of", "seal", "check_file", "SEALS"]

@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     dashboard_stuck_after_seconds: float = Field(
         30.0, description="an accepted claim with no one-bill after this is stuck")
     dashboard_pool_size: int = Field(3, description="connections of the dashboard's read-only pool")
+    dashboard_payout_bands: list[Decimal] = Field(
+        default_factory=lambda: [Decimal(0), Decimal(10_000), Decimal(30_000), Decimal(50_000)],
+        description="lower bounds (yuan) of the dashboard's serious-illness payout buckets per one-bill, from 0 "
+                    "and ascending; the last bucket has no upper end (JSON list)",
+    )
+    clearing_close_day: int | None = Field(
+        None, ge=1, le=28,
+        description="day of the next month on which a month's clearing closes by itself (00:00 CST); "
+                    "unset: only operators close months",
+    )
     eligibility_api_url: str = Field("http://127.0.0.1:9101", description="eligibility's operator API (reviews)")
     operations_api_url: str = Field("http://127.0.0.1:9107", description="the operations service's API (dead letters)")
     service_metrics_urls: dict[str, str] = Field(
@@ -119,6 +129,15 @@ class Settings(BaseSettings):
         },
         description="each service's /metrics, read by the dashboard for consumer lag and dead letters (JSON object)",
     )
+
+    @field_validator("dashboard_payout_bands")
+    @classmethod
+    def _bands_from_zero(cls, bands: list[Decimal]) -> list[Decimal]:
+        if not bands or bands[0] != 0:
+            raise ValueError("payout bands start at 0, so that every amount falls in one")
+        if any(upper <= lower for lower, upper in zip(bands, bands[1:])):
+            raise ValueError(f"payout bands must ascend: {[str(b) for b in bands]}")
+        return bands
 
     # ------------------------------------------------ Kafka clients
 

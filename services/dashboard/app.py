@@ -3,18 +3,17 @@
 Pages: ``/login`` and ``/`` (the dashboard, which polls the JSON endpoints
 every few seconds). JSON: ``/api/pipeline``, ``/api/funds``,
 ``/api/claims/{claim_id}``, ``/api/clearing`` (and ``/api/clearing.csv``);
-operators only: ``POST /api/reviews/{claim_id}`` and
-``POST /api/dead-letters/{id}/replay``. ``/health`` and ``/metrics`` are open.
+operators only: ``POST /api/reviews/{claim_id}``,
+``POST /api/dead-letters/{id}/replay`` and ``POST /api/clearing/close``
+(clearing: ``clearing.py``). ``/health`` and ``/metrics`` are open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import datetime as dt
 import html
-import io
 import secrets
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import asyncpg
+import orjson
 import structlog
 from prometheus_client import Counter, Gauge, make_asgi_app
 from starlette.applications import Starlette
@@ -33,21 +33,21 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from medsettle import db
 from medsettle.contract import LEVEL_NAMES
 from medsettle.db import INFRASTRUCTURE_ERRORS
-from medsettle.policy import PolicyBook
+from medsettle.policy import PolicyBook, scheme_of
 from medsettle.runtime import now
 from medsettle.settings import Settings
+from services.dashboard import clearing as clearing_
 from services.dashboard import repository as repo
 from services.dashboard.auth import User, Users
 from services.dashboard.figures import (
-    FUND_NAMES,
-    SERIOUS_ILLNESS_BANDS,
     average,
     budget_lines,
     level_order,
     money,
-    month_bounds,
+    payout_bands,
     percent,
     share_of_year_gone,
 )
@@ -107,10 +107,15 @@ class Dashboard:
             metrics_urls=settings.service_metrics_urls,
         )
         self.pool: asyncpg.Pool | None = None
+        self.clearing_pool: asyncpg.Pool | None = None  # the only writes: closing a clearing month
+        self.payout_bands = payout_bands(settings.dashboard_payout_bands)
+        self.clearing_close_day = settings.clearing_close_day
 
     async def start(self) -> None:
         if not self.settings.database_url:
             raise RuntimeError("DATABASE_URL is not set (make run sets it to the embedded server)")
+        self.clearing_pool = await db.create_pool(self.settings.database_url, clearing_.SCHEMA, size=1)
+        await db.migrate(self.clearing_pool, clearing_.SCHEMA, clearing_.MIGRATIONS)
         self.pool = await repo.create_pool(self.settings.database_url, size=self.settings.dashboard_pool_size)
         if self.users.development:
             log.warning("dashboard_development_users", users=self.users.names,
@@ -121,6 +126,9 @@ class Dashboard:
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
+        if self.clearing_pool is not None:
+            await self.clearing_pool.close()
+            self.clearing_pool = None
 
     @property
     def db(self) -> asyncpg.Pool:
@@ -194,13 +202,16 @@ class Dashboard:
             year = year or self.default_year(years)
             spend = {s.policy: s for s in await repo.spend_by_policy(c, year)}
             levels = await repo.ratio_by_level(c, year, policy)
-            bands = await repo.serious_illness_bands(c, year, policy, SERIOUS_ILLNESS_BANDS)
+            bands = await repo.serious_illness_bands(c, year, policy, self.payout_bands)
             hospitals = await repo.by_hospital(c, year, policy)
             names = await repo.hospital_names(c, [h.hospital_code for h in hospitals])
 
         today = self.clock().date()
         elapsed = share_of_year_gone(today, year)
-        configured = {p.policy: p for p in self.policies.all() if p.year == year}
+        configured = {}  # per scheme (region-year), its latest revision: the year's budgets and name
+        for found in sorted(self.policies.all(), key=lambda p: (p.in_force_from, p.revision)):
+            if found.year == year:
+                configured[scheme_of(found.policy)] = found
         policies = []
         totals_budget: dict[str, Decimal] = {}
         totals_spent: dict[str, Decimal] = {}
@@ -244,7 +255,7 @@ class Dashboard:
             },
             "serious_illness": [
                 {"band": label, "count": band.count, "amount": money(band.amount)}
-                for (label, _, _), band in zip(SERIOUS_ILLNESS_BANDS, bands, strict=True)
+                for (label, _, _), band in zip(self.payout_bands, bands, strict=True)
             ],
             "hospitals": [
                 {"hospital_code": h.hospital_code, "name": names.get(h.hospital_code, ""), "level": h.level,
@@ -258,32 +269,29 @@ class Dashboard:
 
     # ------------------------------------------------------------ clearing
 
-    async def clearing(self, year: int, month: int | None) -> dict[str, Any]:
-        start, end = month_bounds(year, month)
+    async def clearing(self, year: int, month: int | None) -> tuple[bytes, bytes]:
+        """A month's statement (or the year's, month by month) as JSON and CSV bytes."""
         async with self.db.acquire() as c:
-            lines = await repo.clearing(c, start, end)
-            names = await repo.hospital_names(c, sorted({line.hospital_code for line in lines}))
-        by_fund: dict[str, list[Any]] = {}
-        for line in lines:
-            count_amount = by_fund.setdefault(line.fund_code, [0, Decimal(0)])
-            count_amount[0] += line.count
-            count_amount[1] += line.amount
-        return {
-            "year": year, "month": month,
-            "basis": "按出院（就诊）日期所在月份；已撤销的结算单不计",
-            "lines": [
-                {"month": line.month, "hospital_code": line.hospital_code,
-                 "hospital_name": names.get(line.hospital_code, ""),
-                 "fund_code": line.fund_code, "fund_name": FUND_NAMES.get(line.fund_code, line.fund_code),
-                 "count": line.count, "amount": money(line.amount)}
-                for line in lines
-            ],
-            "by_fund": [
-                {"fund_code": code, "fund_name": FUND_NAMES.get(code, code), "count": ca[0], "amount": money(ca[1])}
-                for code, ca in sorted(by_fund.items())
-            ],
-            "amount": money(sum((line.amount for line in lines), Decimal(0))),
-        }
+            if month is None:
+                return await clearing_.read_year(c, year)
+            _, body, csv_bytes = await clearing_.read_month(c, clearing_.month_start(year, month))
+            return body, csv_bytes
+
+    async def close_clearing(self, year: int, month: int, by: str) -> bytes:
+        assert self.clearing_pool is not None, "the dashboard is not started"
+        async with self.clearing_pool.acquire() as c:
+            done = await clearing_.close_month(c, clearing_.month_start(year, month), now=self.clock(), by=by)
+        log.info("clearing_closed", month=f"{year}-{month:02d}", by=done.closed_by, at=_iso(done.closed_at))
+        return done.body
+
+    async def close_due_clearing(self) -> None:
+        """Months whose scheduled close (``CLEARING_CLOSE_DAY``) has passed."""
+        if self.clearing_close_day is None or self.clearing_pool is None:
+            return
+        async with self.clearing_pool.acquire() as c:
+            months = await clearing_.close_due_months(c, now=self.clock(), close_day=self.clearing_close_day)
+        for month in months:
+            log.info("clearing_closed", month=month, by="schedule")
 
     async def refresh_gauges(self) -> None:
         """Publish this year's fund figures and the queues as Prometheus gauges."""
@@ -306,6 +314,10 @@ class Dashboard:
     async def refresh_forever(self) -> None:
         while True:
             try:
+                await self.close_due_clearing()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.error("clearing_not_closed", error=repr(exc))
+            try:
                 await self.refresh_gauges()
             except Exception as exc:  # noqa: BLE001 - the next round tries again
                 log.warning("dashboard_gauges_not_refreshed", error=repr(exc))
@@ -320,19 +332,6 @@ def _waiting(w: repo.WaitingClaim) -> dict[str, Any]:
     return {"claim_id": w.claim_id, "hospital_code": w.hospital_code, "person_id_masked": w.person_id_masked,
             "total": money(w.total), "visit_type": w.visit_type, "received_at": _iso(w.received_at),
             "waiting_since": _iso(w.waiting_since)}
-
-
-CLEARING_CSV_HEADER = ["清算月份", "医疗机构编码", "医疗机构名称", "基金编码", "基金名称", "结算笔数", "应付金额（元）"]
-
-
-def clearing_csv(clearing: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CLEARING_CSV_HEADER)
-    for line in clearing["lines"]:
-        writer.writerow([line["month"], line["hospital_code"], line["hospital_name"], line["fund_code"],
-                         line["fund_name"], line["count"], line["amount"]])
-    return out.getvalue()
 
 
 # ----------------------------------------------------------------- the web
@@ -453,16 +452,33 @@ def build_app(settings: Settings | None = None, *, clock: Callable[[], dt.dateti
 
     @viewer
     async def clearing(request: Request, _: User) -> Response:
-        return _json(await dashboard.clearing(*_period(request)))
+        body, _csv = await dashboard.clearing(*_period(request))
+        return Response(body, media_type="application/json")
 
     @viewer
     async def clearing_export(request: Request, _: User) -> Response:
         year, month = _period(request)
-        text = clearing_csv(await dashboard.clearing(year, month))
+        _body, text = await dashboard.clearing(year, month)  # UTF-8 with a BOM, as stored when closed
         name = f"clearing-{year}" + (f"-{month:02d}" if month else "") + ".csv"
-        # with a BOM, so that spreadsheet programs read the Chinese headers as UTF-8
-        return Response("\ufeff" + text, media_type="text/csv; charset=utf-8",
+        return Response(text, media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": f'attachment; filename="{name}"'})
+
+    @operator
+    async def close_clearing(request: Request, user: User) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+            year, month = int(body["year"]), int(body["month"])
+        except (ValueError, TypeError, KeyError):
+            return _json({"error": "请求体应为 {\"year\": 2024, \"month\": 3}"}, 400)
+        if not (2000 <= year <= 2100 and 1 <= month <= 12):
+            return _json({"error": f"年份 {year} 或月份 {month} 无效"}, 400)
+        try:
+            closed = await dashboard.close_clearing(year, month, user.name)
+        except clearing_.ClearingRefused as exc:
+            ACTIONS.labels("close_clearing", "refused").inc()
+            return _json({"error": str(exc)}, 409)
+        ACTIONS.labels("close_clearing", "ok").inc()
+        return Response(closed, media_type="application/json")
 
     @viewer
     async def dead_letters(_: Request, __: User) -> Response:
@@ -523,6 +539,7 @@ def build_app(settings: Settings | None = None, *, clock: Callable[[], dt.dateti
             Route("/api/claims/{claim_id:path}", claim),
             Route("/api/clearing", clearing),
             Route("/api/clearing.csv", clearing_export),
+            Route("/api/clearing/close", close_clearing, methods=["POST"]),
             Route("/api/dead-letters", dead_letters, methods=["GET"]),
             Route("/api/dead-letters/{dead_letter_id}/replay", replay, methods=["POST"]),
             Route("/api/reviews/{claim_id:path}", review, methods=["POST"]),

@@ -19,12 +19,25 @@ HUNDREDTH = Decimal("0.01")
 FUND_NAMES = {code: name for code, name, _ in FUNDS}
 FUND_COLUMNS = {code: layer.value for code, _, layer in FUNDS}
 
-# Serious-illness payouts per one-bill, the bands county reports count (大额补偿).
-SERIOUS_ILLNESS_BANDS: tuple[tuple[str, Decimal, Decimal | None], ...] = (
-    ("1–3万元", Decimal(10_000), Decimal(30_000)),
-    ("3–5万元", Decimal(30_000), Decimal(50_000)),
-    ("5万元以上", Decimal(50_000), None),
-)
+def _wan(amount: Decimal) -> str:
+    """An amount in 万元 as a label: 10000 -> 1, 2500 -> 0.25."""
+    return f"{(amount / 10_000).normalize():f}"
+
+
+def payout_bands(bounds: list[Decimal]) -> tuple[tuple[str, Decimal, Decimal | None], ...]:
+    """Buckets of serious-illness payouts per one-bill from their lower bounds
+    (``DASHBOARD_PAYOUT_BANDS``, from 0): ``[low, next low)``, the last open-ended,
+    so every amount from 0 falls in exactly one."""
+    bands = []
+    for index, low in enumerate(bounds):
+        high = bounds[index + 1] if index + 1 < len(bounds) else None
+        label = f"{_wan(low)}–{_wan(high)}万元" if high is not None else f"{_wan(low)}万元以上"
+        bands.append((label, low, high))
+    return tuple(bands)
+
+
+# The default buckets (大额补偿 as county reports count them, from 0).
+SERIOUS_ILLNESS_BANDS = payout_bands([Decimal(0), Decimal(10_000), Decimal(30_000), Decimal(50_000)])
 
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[0-9Xx])(?![0-9A-Za-z])")
 

@@ -1,7 +1,8 @@
 """SQL of the dashboard: read-only, over settlement's one-bills and
-eligibility's claims (schema-qualified; the dashboard owns no schema).
+eligibility's claims (schema-qualified). The dashboard's own schema,
+``clearing``, holds closed clearing statements (``clearing.py``).
 
-Spend, ratios and clearing count only one-bills with status ``settled``: a
+Spend and ratios count only one-bills with status ``settled``: a
 reversed one-bill (结算撤销) pays nothing. Sums are numeric in PostgreSQL
 and Decimal here, never float.
 """
@@ -146,12 +147,13 @@ class PolicySpend:
 
 
 async def spend_by_policy(c: asyncpg.Connection, year: int) -> list[PolicySpend]:
+    """Per scheme (region-year): its revisions' one-bills together (``340421-2024-r2`` counts as ``340421-2024``)."""
     rows = await c.fetch(
-        """SELECT policy, count(*) AS n, sum(total) AS total, sum(basic) AS basic,
+        """SELECT regexp_replace(policy, '-r[0-9]+$', '') AS policy, count(*) AS n, sum(total) AS total, sum(basic) AS basic,
                   sum(serious_illness) AS serious_illness, sum(assistance) AS assistance, sum(backstop) AS backstop
            FROM settlement.one_bills
            WHERE status = 'settled' AND service_date >= make_date($1, 1, 1) AND service_date < make_date($1 + 1, 1, 1)
-           GROUP BY policy ORDER BY policy""",
+           GROUP BY 1 ORDER BY 1""",
         year,
     )
     return [
@@ -172,7 +174,7 @@ class LevelRatio:
 
 _YEAR_AND_POLICY = """status = 'settled'
                       AND service_date >= make_date($1, 1, 1) AND service_date < make_date($1 + 1, 1, 1)
-                      AND ($2::text IS NULL OR policy = $2)"""
+                      AND ($2::text IS NULL OR policy = $2 OR policy LIKE $2 || '-r%')"""  # a scheme: its revisions
 
 
 async def ratio_by_level(c: asyncpg.Connection, year: int, policy: str | None) -> list[LevelRatio]:
@@ -249,31 +251,8 @@ async def years_with_bills(c: asyncpg.Connection) -> list[int]:
 
 
 # ---------------------------------------------------------------- clearing
-
-
-@dataclass(frozen=True)
-class ClearingLine:
-    hospital_code: str
-    fund_code: str
-    month: str  # YYYY-MM
-    count: int
-    amount: Decimal
-
-
-async def clearing(c: asyncpg.Connection, start: dt.date, end: dt.date) -> list[ClearingLine]:
-    """Per hospital, fund and month of service: the one-bills in which the fund
-    paid something, and what it owes the hospital for them."""
-    rows = await c.fetch(
-        """SELECT b.hospital_code, f.fund_code, to_char(b.service_date, 'YYYY-MM') AS month,
-                  count(*) AS n, sum(f.amount) AS amount
-           FROM settlement.one_bills b
-           CROSS JOIN LATERAL (VALUES ('390100', b.basic), ('390200', b.serious_illness),
-                                      ('610100', b.assistance), ('640100', b.backstop)) AS f(fund_code, amount)
-           WHERE b.status = 'settled' AND b.service_date >= $1 AND b.service_date < $2 AND f.amount > 0
-           GROUP BY 1, 2, 3 ORDER BY 3, 1, 2""",
-        start, end,
-    )
-    return [ClearingLine(r["hospital_code"], r["fund_code"], r["month"], int(r["n"]), r["amount"]) for r in rows]
+# Statements by the month the settlement or reversal happened, closed months
+# stored: services/dashboard/clearing.py.
 
 
 # ------------------------------------------------------------ claim search

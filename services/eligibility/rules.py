@@ -15,6 +15,7 @@ do next.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -66,7 +67,7 @@ def check_eligibility(
     claim: SettleClaim,
     hospital: Hospital | None,
     person: Person | None,
-    find_policy: Callable[[str, int], Policy | None],
+    find_policy: Callable[[str, dt.date], Policy | None],  # the revision in force on the service date
 ) -> Rejection | Eligible:
     mismatch = check_amounts(claim)
     if mismatch is not None:
@@ -91,7 +92,7 @@ def check_eligibility(
         return _reject(RejectionCode.NOT_INSURED,
                        f"参保人 {masked} {year} 年度未缴费（{_service_date(claim)}），不能享受医保待遇；"
                        "已缴费的，请参保人到医保经办窗口核实缴费记录")
-    policy = find_policy(person.region, year)
+    policy = find_policy(person.region, claim.discharged_on)
     if policy is None:
         return _reject(
             RejectionCode.NO_POLICY,

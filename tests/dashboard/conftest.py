@@ -39,6 +39,7 @@ TODAY = dt.datetime(2024, 3, 31, 12, 0, tzinfo=CST)  # the dashboard's clock: a 
 TEST_BUDGETS = {
     "340421-2024": {"390100": "60000000.00", "390200": "500000.00", "610100": "5000000.00", "640100": "100.00"},
 }
+REVISION = "340421-2024-r2"
 # screenshots: $TEST_ARTIFACTS, or test-artifacts/ (ignored by git)
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS") or ROOT / "test-artifacts")
 
@@ -81,6 +82,9 @@ class DashboardSystem:
 
     def expected(self) -> dataset.Expected:
         return dataset.Expected.from_answers(self.answers)
+
+    def clearing_events(self) -> dict[tuple[str, str, str], tuple[int, str]]:
+        return dataset.Expected.clearing_events(self.answers)
 
     @contextlib.asynccontextmanager
     async def client(self, user: str, password: str) -> AsyncIterator[httpx.AsyncClient]:
@@ -128,6 +132,10 @@ def test_policies(tmp_path_factory: pytest.TempPathFactory) -> Path:
         body = yaml.safe_load(path.read_text(encoding="utf-8"))
         body["budgets"] = budgets
         path.write_text(yaml.safe_dump(body, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    # a later revision of 340421-2024, in force after the data set's claims: one scheme, one budget
+    body = yaml.safe_load((folder / "340421-2024.yaml").read_text(encoding="utf-8"))
+    body.update(policy=REVISION, effective_from="2024-12-01", name="340421 2024 年度补偿方案（12月起调整）")
+    (folder / f"{REVISION}.yaml").write_text(yaml.safe_dump(body, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return folder
 
 

@@ -120,7 +120,8 @@ class Expected:
         }
 
     def bands(self) -> list[tuple[int, str]]:
-        edges = [(Decimal(10_000), Decimal(30_000)), (Decimal(30_000), Decimal(50_000)), (Decimal(50_000), None)]
+        edges = [(Decimal(0), Decimal(10_000)), (Decimal(10_000), Decimal(30_000)), (Decimal(30_000), Decimal(50_000)),
+                 (Decimal(50_000), None)]
         out = []
         for low, high in edges:
             paid = [b.serious_illness for b in self.bills
@@ -144,17 +145,23 @@ class Expected:
                          "ratio": ratio(sum(b.fund_total for b in bills), sum(b.total for b in bills))}
         return out
 
-    def clearing(self, month: int | None = None) -> dict[tuple[str, str, str], tuple[int, str]]:
-        """(month, hospital, fund) -> (count of one-bills the fund paid in, amount)."""
+    @staticmethod
+    def clearing_events(answers: dict[str, list[SettlementResult]]) -> dict[tuple[str, str, str], tuple[int, str]]:
+        """(month, hospital, fund) -> (net count, amount) of the settlements and reversals that happened in
+        each month (China Standard Time), from the answers: a reversal is negative and counts -1."""
+        cst = dt.timezone(dt.timedelta(hours=8))
         sums: dict[tuple[str, str, str], list[Any]] = {}
-        for bill in self.bills:
-            served = SERVICE_DATE[bill.claim_id]
-            if month is not None and served.month != month:
+        for claim_id, results in answers.items():
+            if claim_id not in SERVICE_DATE:
                 continue
-            for fund, name in FUND_FIELDS.items():
-                amount = getattr(bill, name)
-                if amount > 0:
-                    entry = sums.setdefault((f"{served:%Y-%m}", bill.hospital_code, fund), [0, Decimal(0)])
-                    entry[0] += 1
-                    entry[1] += amount
+            events = {r.status: r for r in results if r.status in ("settled", "reversed")}  # resends answer alike
+            for status, bill in events.items():
+                sign = 1 if status == "settled" else -1
+                month = f"{bill.settled_at.astimezone(cst):%Y-%m}"
+                for fund, name in FUND_FIELDS.items():
+                    amount = getattr(bill, name)
+                    if amount:
+                        entry = sums.setdefault((month, bill.hospital_code, fund), [0, Decimal(0)])
+                        entry[0] += sign
+                        entry[1] += sign * amount
         return {k: (v[0], f"{v[1]:.2f}") for k, v in sums.items()}

@@ -54,6 +54,16 @@ async def test_a_fund_spending_ahead_of_the_year_is_flagged(dashboard_system):
     assert other["640100"]["state"] == "no_budget"  # 150900 has no backstop budget
 
 
+async def test_a_schemes_revisions_are_one_line_with_one_budget(dashboard_system):
+    body = await funds(dashboard_system, year=2024)
+    assert [p["policy"] for p in body["policies"]] == ["150900-2024", "340421-2024"]  # no line of its own for -r2
+    assert body["policies"][1]["name"] == "340421 2024 年度补偿方案（12月起调整）"  # the year's latest revision
+    other = {line["fund_code"]: line for line in body["policies"][0]["lines"]}
+    totals = {line["fund_code"]: line for line in body["totals"]}
+    assert Decimal(totals["390100"]["budget"]) == Decimal(TEST_BUDGETS["340421-2024"]["390100"]) + Decimal(
+        other["390100"]["budget"])  # counted once, not once per revision
+
+
 async def test_actual_compensation_ratio_overall_and_by_hospital_level(dashboard_system):
     expected = dashboard_system.expected()
     body = await funds(dashboard_system, year=2024)
@@ -69,7 +79,8 @@ async def test_serious_illness_payouts_are_counted_in_bands(dashboard_system):
     expected = dashboard_system.expected()
     body = await funds(dashboard_system, year=2024)
     assert [(b["count"], b["amount"]) for b in body["serious_illness"]] == expected.bands()
-    assert [b["count"] for b in body["serious_illness"]] == [1, 1, 1]  # one claim of the data set in each band
+    # every one-bill falls in a bucket (from 0); one claim of the data set in each band above 1万
+    assert [b["count"] for b in body["serious_illness"]] == [len(expected.bills) - 3, 1, 1, 1]
 
 
 async def test_per_hospital_claims_average_cost_per_admission_and_ratio(dashboard_system):
@@ -88,32 +99,35 @@ async def test_figures_of_one_region_only(dashboard_system):
     assert body["ratio"]["overall"]["fund_total"] == f"{only[0].fund_total:.2f}"
 
 
-def _csv_lines(text: str) -> dict[tuple[str, str, str], tuple[int, str]]:
+def _subtotals(text: str) -> dict[tuple[str, str, str], tuple[int, str]]:
     assert text.startswith("\ufeff")
     rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
-    assert rows[0] == ["清算月份", "医疗机构编码", "医疗机构名称", "基金编码", "基金名称", "结算笔数", "应付金额（元）"]
-    return {(r[0], r[1], r[3]): (int(r[5]), r[6]) for r in rows[1:]}
+    assert rows[0] == ["清算月份", "行类型", "医疗机构编码", "医疗机构名称", "基金编码", "基金名称", "结算单号", "业务类型",
+                       "业务时间", "出院日期", "笔数", "金额（元）"]
+    return {(r[0], r[2], r[4]): (int(r[10]), r[11]) for r in rows[1:] if r[1] == "机构小计"}
 
 
 async def test_monthly_clearing_reconciles_to_the_one_bills_to_the_fen(dashboard_system):
-    expected = dashboard_system.expected()
+    expected = dashboard_system.clearing_events()
+    months = sorted({month for month, _, _ in expected})
+    assert months  # the data set settled (and reversed) in the month it ran, whatever its service dates
     async with dashboard_system.client(*VIEWER) as client:
-        for month in (3, 4):
-            response = await client.get("/api/clearing", params={"year": 2024, "month": month})
+        for month in months:
+            year, number = (int(x) for x in month.split("-"))
+            response = await client.get("/api/clearing", params={"year": year, "month": number})
             assert response.status_code == 200, response.text
             body = response.json()
-            shown = {(l["month"], l["hospital_code"], l["fund_code"]): (l["count"], l["amount"]) for l in body["lines"]}
-            assert shown == expected.clearing(month) and shown
-            assert body["amount"] == f"{sum(Decimal(a) for _, a in expected.clearing(month).values()):.2f}"
-            export = await client.get("/api/clearing.csv", params={"year": 2024, "month": month})
+            wanted = {k: v for k, v in expected.items() if k[0] == month}
+            shown = {(line["month"], line["hospital_code"], line["fund_code"]): (line["count"], line["amount"])
+                     for line in body["lines"]}
+            assert shown == wanted
+            export = await client.get("/api/clearing.csv", params={"year": year, "month": number})
             assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
-            assert f"clearing-2024-{month:02d}.csv" in export.headers["content-disposition"]
-            assert _csv_lines(export.text) == expected.clearing(month)
-        whole = await client.get("/api/clearing.csv", params={"year": 2024})
-        assert _csv_lines(whole.text) == expected.clearing()
-        # the funds owe the hospitals exactly what the settled one-bills say they paid
-        owed = sum(Decimal(a) for _, a in _csv_lines(whole.text).values())
-        assert owed == sum(b.fund_total for b in expected.bills)
+            assert f"clearing-{year}-{number:02d}.csv" in export.headers["content-disposition"]
+            assert _subtotals(export.text) == wanted
+        # over every month the funds owe the hospitals exactly what the standing one-bills say they paid
+        owed = sum((Decimal(a) for _, a in expected.values()), Decimal(0))
+        assert owed == sum(b.fund_total for b in dashboard_system.expected().bills)
         bad = await client.get("/api/clearing", params={"year": 2024, "month": 13})
         assert bad.status_code == 400 and "month" in bad.json()["error"]
 

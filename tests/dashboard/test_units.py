@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import pytest
 
-from services.dashboard.app import CLEARING_CSV_HEADER, clearing_csv
 from services.dashboard.auth import DEV_USERS, Users, hash_password, verify_password
 from services.dashboard.figures import (
     BudgetLine,
@@ -140,9 +139,3 @@ async def test_services_that_are_down_are_reported_not_raised():
     assert (replay.ok, replay.status) == (False, 503) and "operations" in replay.error
     assert not letters.ok
     assert scrape.unreachable == ["basic"] and scrape.lag == {}
-
-
-def test_clearing_csv_writes_a_header_and_two_decimal_amounts():
-    text = clearing_csv({"lines": [{"month": "2024-03", "hospital_code": "H1", "hospital_name": "县医院",
-                                    "fund_code": "390100", "fund_name": "统筹基金", "count": 2, "amount": "10.50"}]})
-    assert text.splitlines() == [",".join(CLEARING_CSV_HEADER), "2024-03,H1,县医院,390100,统筹基金,2,10.50"]

@@ -1,6 +1,7 @@
 """Policy files: loading, refusing bad ones with file, field and reason,
 round-tripping, hot reload and the ``python -m medsettle.policy`` checker."""
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -9,7 +10,17 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from medsettle.policy import Policy, PolicyBook, PolicyError, dump_policy, load_policy, main
+from medsettle.policy import (
+    SEALS,
+    Policy,
+    PolicyBook,
+    PolicyError,
+    dump_policy,
+    fingerprint,
+    load_policy,
+    main,
+    read_seals,
+)
 from medsettle.settings import ROOT
 
 POLICIES = ROOT / "policies"
@@ -175,15 +186,46 @@ def test_the_policy_book_picks_up_a_new_file_without_restart(tmp_path):
     assert [p.policy for p in book.all()] == ["150900-2024", "340421-2024"]
 
 
-def test_the_policy_book_picks_up_a_changed_file(tmp_path):
-    data = raw(REFERENCE)
-    path = write(tmp_path, "340421-2024", data)
-    book = PolicyBook(tmp_path, recheck_seconds=0)
-    data["serious_illness"]["threshold"] = 16000
-    write(tmp_path, "340421-2024", data)
+def touch_later(path):
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a visibly newer file
-    assert book.get("340421", 2024).serious_illness.threshold == Decimal(16000)
+
+
+def test_a_revision_changed_in_place_is_refused_and_the_first_content_stays_in_force(tmp_path):
+    data = raw(REFERENCE)
+    path = write(tmp_path, "340421-2024", data)
+    errors = []
+    book = PolicyBook(tmp_path, recheck_seconds=0, on_error=errors.append)
+    data["serious_illness"]["threshold"] = 16000
+    write(tmp_path, "340421-2024", data)
+    touch_later(path)
+    assert book.get("340421", 2024).serious_illness.threshold == Decimal(15000)
+    assert book.by_id("340421-2024").serious_illness.threshold == Decimal(15000)
+    assert len(errors) == 1
+    assert str(path) in errors[0] and "changed in place" in errors[0] and "new revision" in errors[0]
+    book.reload()
+    assert len(errors) == 1  # reported once, not at every look
+
+
+def test_a_revision_touched_but_not_changed_is_not_refused(tmp_path):
+    path = write(tmp_path, "340421-2024", raw(REFERENCE))
+    errors = []
+    book = PolicyBook(tmp_path, recheck_seconds=0, on_error=errors.append)
+    touch_later(path)
+    assert book.get("340421", 2024).policy == "340421-2024"
+    assert errors == []
+
+
+def test_the_policy_book_refuses_a_bad_new_file_and_keeps_the_others(tmp_path):
+    write(tmp_path, "340421-2024", raw(REFERENCE))
+    errors = []
+    book = PolicyBook(tmp_path, recheck_seconds=0, on_error=errors.append)
+    data = raw(SECOND)
+    data["basic"]["inpatient"]["levels"]["county"]["ratio"] = 175
+    write(tmp_path, "150900-2024", data)
+    assert book.get("150900", 2024) is None
+    assert book.get("340421", 2024) is not None
+    assert len(errors) == 1 and "basic.inpatient.levels.county.ratio" in errors[0]
 
 
 def test_the_policy_book_keeps_the_old_version_when_a_changed_file_is_bad(tmp_path):
@@ -193,10 +235,9 @@ def test_the_policy_book_keeps_the_old_version_when_a_changed_file_is_bad(tmp_pa
     book = PolicyBook(tmp_path, recheck_seconds=0, on_error=errors.append)
     data["basic"]["inpatient"]["levels"]["county"]["ratio"] = 175
     write(tmp_path, "340421-2024", data)
-    stat = path.stat()
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    touch_later(path)
     assert book.get("340421", 2024).basic.inpatient.levels["county"].ratio == Decimal(75)
-    assert len(errors) == 1 and "basic.inpatient.levels.county.ratio" in errors[0]
+    assert len(errors) == 1 and "changed in place" in errors[0]
 
 
 def test_the_policy_book_forgets_a_removed_file(tmp_path):
@@ -215,6 +256,126 @@ def test_the_policy_book_does_not_look_again_before_the_recheck_time(tmp_path):
     assert book.get("150900", 2024) is not None
 
 
+# ------------------------------------------------------------------- revisions
+
+
+def revision(base, policy_id, effective_from, **changes):
+    data = raw(base)
+    data["policy"] = policy_id
+    if effective_from is not None:
+        data["effective_from"] = effective_from
+    for dotted, value in changes.items():
+        target = data
+        *parents, last = dotted.split("__")
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    return data
+
+
+def test_a_later_revision_is_in_force_from_its_effective_date_and_each_has_its_own_id(tmp_path):
+    write(tmp_path, "340421-2024", raw(REFERENCE))
+    write(tmp_path, "340421-2024-r2", revision(REFERENCE, "340421-2024-r2", "2024-07-01",
+                                               serious_illness__threshold=12000))
+    book = PolicyBook(tmp_path, recheck_seconds=0)
+    assert book.get("340421", dt.date(2024, 1, 1)).policy == "340421-2024"
+    assert book.get("340421", dt.date(2024, 6, 30)).policy == "340421-2024"
+    assert book.get("340421", dt.date(2024, 7, 1)).policy == "340421-2024-r2"
+    assert book.get("340421", dt.date(2024, 12, 31)).policy == "340421-2024-r2"
+    assert book.get("340421", dt.date(2025, 1, 1)) is None
+    assert book.by_id("340421-2024").serious_illness.threshold == Decimal(15000)
+    assert book.by_id("340421-2024-r2").serious_illness.threshold == Decimal(12000)
+    assert [p.policy for p in book.revisions("340421", 2024)] == ["340421-2024", "340421-2024-r2"]
+    assert book.get("340421", 2024).policy == "340421-2024"  # a year alone: its earliest revision
+    assert book.by_id("340421-2024-r2").revision == 2 and book.by_id("340421-2024").revision == 1
+
+
+def test_of_two_revisions_from_the_same_day_the_higher_number_is_in_force(tmp_path):
+    write(tmp_path, "340421-2024", raw(REFERENCE))
+    write(tmp_path, "340421-2024-r2", revision(REFERENCE, "340421-2024-r2", "2024-07-01"))
+    write(tmp_path, "340421-2024-r3", revision(REFERENCE, "340421-2024-r3", "2024-07-01",
+                                               serious_illness__threshold=11000))
+    book = PolicyBook(tmp_path, recheck_seconds=0)
+    assert book.get("340421", dt.date(2024, 7, 1)).policy == "340421-2024-r3"
+    assert book.by_id("340421-2024-r2") is not None  # what was settled under it is still looked up
+
+
+def test_before_the_first_revisions_effective_date_no_policy_is_in_force(tmp_path):
+    write(tmp_path, "340421-2024", revision(REFERENCE, "340421-2024", "2024-03-01"))
+    book = PolicyBook(tmp_path, recheck_seconds=0)
+    assert book.get("340421", dt.date(2024, 2, 29)) is None
+    assert book.get("340421", dt.date(2024, 3, 1)).policy == "340421-2024"
+
+
+def test_a_new_revision_is_found_by_id_at_once_without_waiting_for_the_recheck(tmp_path):
+    write(tmp_path, "340421-2024", raw(REFERENCE))
+    book = PolicyBook(tmp_path, recheck_seconds=3600)
+    write(tmp_path, "340421-2024-r2", revision(REFERENCE, "340421-2024-r2", "2024-07-01"))
+    assert book.by_id("340421-2024-r2").policy == "340421-2024-r2"  # eligibility chose it: a stage must find it
+
+
+@pytest.mark.parametrize(("policy_id", "effective_from", "reason"), [
+    ("340421-2024-r2", None, "needs effective_from"),
+    ("340421-2024-r1", "2024-07-01", "region-year-rN with N from 2"),
+    ("340421-2025-r2", "2024-07-01", "must be named region-year"),
+    ("340421-2024-r2", "2025-01-01", "effective_from 2025-01-01 is not in 2024"),
+    ("340421-2024-v2", "2024-07-01", "String should match pattern"),
+])
+def test_a_badly_named_or_dated_revision_is_refused(tmp_path, policy_id, effective_from, reason):
+    message = refused(write(tmp_path, policy_id, revision(REFERENCE, policy_id, effective_from)))
+    assert reason in message
+
+
+def test_a_revision_round_trips_with_its_effective_date(tmp_path):
+    path = write(tmp_path, "340421-2024-r2", revision(REFERENCE, "340421-2024-r2", "2024-07-01"))
+    policy = load_policy(path)
+    assert policy.effective_from == dt.date(2024, 7, 1) == policy.in_force_from
+    assert Policy.model_validate(yaml.safe_load(dump_policy(policy))) == policy
+
+
+# ------------------------------------------------------------------- seals
+
+
+def test_every_shipped_policy_file_is_sealed_and_matches_its_fingerprint():
+    seals = read_seals(POLICIES)
+    shipped = sorted(p.name for p in POLICIES.glob("*.yaml"))
+    assert sorted(seals) == shipped, "a shipped revision without a seal: python -m medsettle.policy --seal FILE"
+    for name in shipped:
+        assert seals[name] == fingerprint((POLICIES / name).read_bytes()), (
+            f"{name} was changed in place; publish the change as a new revision")
+
+
+def test_a_sealed_file_changed_while_nothing_ran_is_refused_at_start(tmp_path):
+    path = write(tmp_path, "340421-2024", raw(REFERENCE))
+    assert main(["--seal", str(path)]) == 0
+    assert read_seals(tmp_path) == {"340421-2024.yaml": fingerprint(path.read_bytes())}
+    data = raw(REFERENCE)
+    data["basic"]["inpatient"]["levels"]["county"]["ratio"] = 80
+    write(tmp_path, "340421-2024", data)
+    errors = []
+    book = PolicyBook(tmp_path, recheck_seconds=0, on_error=errors.append)
+    assert book.get("340421", dt.date(2024, 3, 10)) is None  # no claim is settled on the changed figures
+    assert len(errors) == 1 and "changed in place" in errors[0] and SEALS in errors[0]
+    assert main([str(path)]) == 1  # make policy-check says so too
+
+
+def test_sealing_twice_records_one_fingerprint(tmp_path, capsys):
+    path = write(tmp_path, "340421-2024", raw(REFERENCE))
+    assert main(["--seal", str(path)]) == 0
+    assert main(["--seal", str(path)]) == 0
+    assert (tmp_path / SEALS).read_text(encoding="utf-8").count("340421-2024.yaml") == 1
+    assert "sealed" in capsys.readouterr().out
+
+
+def test_a_seal_file_that_is_not_sha256sum_format_is_reported(tmp_path):
+    write(tmp_path, "340421-2024", raw(REFERENCE))
+    (tmp_path / SEALS).write_text("not a fingerprint\n", encoding="utf-8")
+    errors = []
+    book = PolicyBook(tmp_path, recheck_seconds=0, on_error=errors.append)
+    assert book.get("340421", 2024) is not None
+    assert len(errors) == 1 and "line 1" in errors[0]
+
+
 # ------------------------------------------------------------------- the checker
 
 
@@ -222,6 +383,16 @@ def test_policy_check_exits_0_for_good_files(capsys):
     assert main([str(REFERENCE), str(SECOND)]) == 0
     out = capsys.readouterr().out
     assert "340421-2024" in out and "150900-2024" in out
+
+
+def test_policy_check_validates_a_revision_file_and_says_when_it_is_in_force(tmp_path, capsys):
+    good = write(tmp_path, "340421-2024-r2", revision(REFERENCE, "340421-2024-r2", "2024-07-01"))
+    undated = write(tmp_path, "340421-2024-r3", revision(REFERENCE, "340421-2024-r3", None))
+    assert main([str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "340421-2024-r2" in out and "in force from 2024-07-01" in out
+    assert main([str(undated)]) == 1
+    assert "needs effective_from" in capsys.readouterr().err
 
 
 def test_policy_check_exits_1_when_a_file_is_bad(tmp_path, capsys):

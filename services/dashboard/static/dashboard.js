@@ -263,7 +263,9 @@ async function loadClearing() {
   $("clearing-csv").href = "/api/clearing.csv?" + query;
   let c;
   try { c = await api("/api/clearing?" + query); } catch (e) { toast("清算查询失败：" + e.message, true); return; }
-  $("clearing-basis").textContent = c.basis;
+  const state = c.months ? c.months.map(m => `${m.period}${m.status === "closed" ? "已结账" : "未结账"}`).join("、")
+    : (c.status === "closed" ? `已结账（${c.closed_at}，${c.closed_by}）` : "未结账，数字可能变化");
+  $("clearing-basis").textContent = `${c.basis}。${state}`;
   $("clearing-rows").innerHTML = c.lines.map(l => `
     <tr><td>${esc(l.month)}</td><td>${esc(l.hospital_code)} ${esc(l.hospital_name)}</td><td>${esc(l.fund_code)} ${esc(l.fund_name)}</td>
     <td class="num">${l.count}</td><td class="num">${yuan(l.amount)}</td></tr>`).join("") || '<tr><td colspan="5" class="muted">本期无应付</td></tr>';

@@ -314,7 +314,7 @@ class EligibilityStage(Service):
                                     claim.claim_id, claim.hospital_code, claim.person_id)
             if claim.type == "trial":
                 return self._reject(RejectionCode.DUPLICATE_CLAIM,
-                                    f"单据号 {claim.claim_id} 已正式结算，不能再预结算；请查询其结算结果",
+                                    f"单据号 {claim.claim_id} 已提交正式结算，不能再预结算；请查询其结算结果",
                                     claim.claim_id, claim.hospital_code, claim.person_id)
             return self._repeat(existing)
         if failure is not None and not failure.answered:

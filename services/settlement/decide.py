@@ -116,6 +116,8 @@ def decide(batch: Sequence[tuple[SettlementDocument, bytes]], stored: StoredStat
             continue
         if document.message_id in done:
             emits.append(Answer(claim.hospital_code, done[document.message_id]))
+            if document.compensating:  # a compensation sent again: answered, whatever its record said
+                decision.answered_failures.append((claim.claim_id, document.attempt))
             continue
         at = clock()
         if document.compensating:  # what the layers counted is taken back: the hospital is answered

@@ -206,7 +206,13 @@ def run(steps) -> None:
             latest = [a for b, a in year.sent if b["claim_id"] == body["claim_id"] and b["type"] != "trial"][-1]
             before = year.pipeline.accumulators(PERSON)
             answer = year.send(body)
-            assert year.pipeline.accumulators(PERSON) == before  # never counted twice
+            stored = latest.status != "rejected" or latest.rejection.code == RejectionCode.DUPLICATE_CLAIM
+            if not stored and answer.status == "settled":  # refused before (nothing stored): a settle now
+                year.bills[body["claim_id"]] = answer
+                year.visits[body["claim_id"]] = body["visit_type"]
+                year.order.append(body["claim_id"])
+            else:
+                assert year.pipeline.accumulators(PERSON) == before  # never counted twice
             if latest.status in ("settled", "reversed", "pending_review") or (
                     latest.rejection and latest.rejection.code == RejectionCode.DUPLICATE_CLAIM):
                 # an answer once given stands, whatever the registry says now

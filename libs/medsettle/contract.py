@@ -64,6 +64,18 @@ def _plain(value: Any, places: int) -> Decimal | None:
     return None
 
 
+def _identity_number(value: Any) -> Any:
+    """A resident identity number's final check character ``x`` is read as ``X`` (CONTRACT §3)."""
+    if isinstance(value, str):
+        value = value.strip()
+        if value.endswith("x"):
+            value = value[:-1] + "X"
+    return value
+
+
+PersonId = Annotated[str, BeforeValidator(_identity_number)]
+
+
 def _money(value: Any) -> Decimal:
     number = _plain(value, 2)
     return fen(number if number is not None else _decimal(value, places=2, what="amount"))
@@ -151,7 +163,8 @@ class SettleClaim(Strict):
     type: Literal["settle", "trial"] = Field(description="settle, or trial (预结算: nothing committed)")
     claim_id: Code = Field(examples=["H3404210001-2024-000123"])
     hospital_code: Code = Field(examples=["H3404210001"])
-    person_id: str = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z]+$")
+    person_id: PersonId = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z]+$",
+                                description="18-character resident identity number; a final x is read as X")
     visit_type: VisitType
     admitted_on: dt.date | None = None
     discharged_on: dt.date = Field(description="the service date; its year is the accumulation year")
@@ -297,7 +310,7 @@ class CategorySpan(Strict):
 class Person(Strict):
     """``registry.persons``: the latest message per ``person_id`` wins."""
 
-    person_id: str = Field(min_length=6, max_length=32)
+    person_id: PersonId = Field(min_length=6, max_length=32)
     name: str = ""
     region: str = Field(min_length=1, max_length=16)
     coverage: list[Coverage] = Field(default_factory=list)
@@ -381,11 +394,21 @@ class SettlementDocument(Frozen):
     layers: list[Layer] = Field(default_factory=list)
     cancel_reason: str | None = None
     received_at: dt.datetime | None = None
+    attempt: int = Field(0, description="0, then 1, 2, ... each time a claim that failed is sent again")
+    failure: str | None = Field(None, description="why the platform could not settle it (SETTLEMENT_FAILED)")
 
     @property
     def message_id(self) -> str:
-        """Idempotency key of this document at a stage."""
-        return f"{self.kind}:{self.claim.claim_id}"
+        """Idempotency key of this document at a stage: a compensation (the
+        reversal of what the layers counted for a claim that failed) is
+        ``undo:``; a claim sent again after a failure carries its attempt."""
+        kind = "undo" if self.kind == "cancel" and self.failure is not None else self.kind
+        suffix = f"#{self.attempt}" if self.attempt else ""
+        return f"{kind}:{self.claim.claim_id}{suffix}"
+
+    @property
+    def compensating(self) -> bool:
+        return self.kind == "cancel" and self.failure is not None
 
     def layer_amount(self, name: LayerName) -> Decimal:
         return sum((layer.amount for layer in self.layers if layer.layer == name), Decimal("0.00"))
@@ -510,6 +533,8 @@ def _trusted_document(raw: dict[str, Any]) -> SettlementDocument:
         ],
         "cancel_reason": raw["cancel_reason"],
         "received_at": _optional_time(raw["received_at"]),
+        "attempt": int(raw.get("attempt", 0)),
+        "failure": raw.get("failure"),
     })
 
 
@@ -546,6 +571,8 @@ def _document_json(document: SettlementDocument, claim_json: dict[str, Any]) -> 
         "layers": _layers_json(document.layers),
         "cancel_reason": document.cancel_reason,
         "received_at": _time_json(document.received_at),
+        "attempt": document.attempt,
+        "failure": document.failure,
     }
 
 
@@ -590,6 +617,7 @@ class RejectionCode(str, Enum):
     REVIEW_REJECTED = "REVIEW_REJECTED"
     NO_POLICY = "NO_POLICY"
     INVALID_SIGNATURE = "INVALID_SIGNATURE"
+    SETTLEMENT_FAILED = "SETTLEMENT_FAILED"
 
 
 class Rejection(Frozen):

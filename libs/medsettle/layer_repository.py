@@ -19,6 +19,7 @@ class LayerRow:
     delta: dict
     output: bytes
     status: str
+    attempt: int = 0
 
 
 Stored = tuple[dict, int]
@@ -37,15 +38,15 @@ async def load_batch(
     rows = await c.fetch(
         """SELECT 'inbox' AS what, message_id AS id, NULL::int AS year, output, NULL::text AS state,
                   NULL::bigint AS version, NULL::text AS person_id, NULL::text AS policy,
-                  NULL::numeric AS amount, NULL::text AS status
+                  NULL::numeric AS amount, NULL::text AS status, NULL::int AS attempt
              FROM inbox WHERE message_id = any($1::text[])
            UNION ALL
-           SELECT 'accumulator', a.person_id, a.year, NULL, a.state::text, a.version, NULL, NULL, NULL, NULL
+           SELECT 'accumulator', a.person_id, a.year, NULL, a.state::text, a.version, NULL, NULL, NULL, NULL, NULL
              FROM accumulators a
              JOIN unnest($2::text[], $3::int[]) AS k(person_id, year)
                ON a.person_id = k.person_id AND a.year = k.year
            UNION ALL
-           SELECT 'layer', claim_id, year, output, delta::text, NULL, person_id, policy, amount, status
+           SELECT 'layer', claim_id, year, output, delta::text, NULL, person_id, policy, amount, status, attempt
              FROM layers WHERE claim_id = any($4::text[])""",
         cancels, list(persons), list(years), claim_ids,
     )
@@ -60,7 +61,7 @@ async def load_batch(
             states[(r["id"], r["year"])] = (orjson.loads(r["state"]), r["version"])
         else:
             layers[r["id"]] = LayerRow(r["id"], r["person_id"], r["year"], r["policy"], r["amount"],
-                                       orjson.loads(r["state"]), r["output"], r["status"])
+                                       orjson.loads(r["state"]), r["output"], r["status"], r["attempt"])
     return done, states, layers
 
 
@@ -84,12 +85,20 @@ async def save_batch(
                 WHERE a.version = excluded.version - 1
                RETURNING 1
            ), settled AS (
-               INSERT INTO layers (claim_id, person_id, year, policy, amount, delta, output, status, reversed_at)
+               INSERT INTO layers AS o (claim_id, person_id, year, policy, amount, delta, output, status, reversed_at,
+                                        attempt)
                SELECT claim_id, person_id, year, policy, amount, delta::jsonb, output, status,
-                      CASE WHEN status = 'reversed' THEN now() END
+                      CASE WHEN status = 'reversed' THEN now() END, attempt
                  FROM unnest($5::text[], $6::text[], $7::int[], $8::text[], $9::numeric[], $10::text[],
-                             $11::bytea[], $12::text[])
-                   AS l(claim_id, person_id, year, policy, amount, delta, output, status)
+                             $11::bytea[], $12::text[], $16::int[])
+                   AS l(claim_id, person_id, year, policy, amount, delta, output, status, attempt)
+               -- a claim sent again after it failed replaces its earlier attempt, never a standing layer
+               ON CONFLICT (claim_id) DO UPDATE
+                  SET person_id = excluded.person_id, year = excluded.year, policy = excluded.policy,
+                      amount = excluded.amount, delta = excluded.delta, output = excluded.output,
+                      status = excluded.status, reversed_at = excluded.reversed_at, attempt = excluded.attempt,
+                      settled_at = now()
+                WHERE o.attempt < excluded.attempt AND o.status <> 'settled'
            ), reversed AS (
                UPDATE layers SET status = 'reversed', reversed_at = now() WHERE claim_id = any($13::text[])
            ), handled AS (
@@ -103,7 +112,7 @@ async def save_batch(
         [r.policy for r in new_layers], [r.amount for r in new_layers],
         [orjson.dumps(r.delta).decode() for r in new_layers], [r.output for r in new_layers],
         [r.status for r in new_layers],
-        reversed_ids, [m for m, _ in inbox], [o for _, o in inbox],
+        reversed_ids, [m for m, _ in inbox], [o for _, o in inbox], [r.attempt for r in new_layers],
     )
 
 

@@ -1,22 +1,32 @@
 """A layer stage: basic, insurer (serious illness), assistance, backstop.
 
-For each document it consumes, a stage applies its pure layer function to the
-person's accumulator and, in one statement, writes the layer, the
-accumulator change and, for a cancel, the inbox row; then the runtime
-publishes the enriched document keyed by ``person_id`` and commits the offset.
+A batch goes: decode -> load the stored state -> ``decide`` (pure: no I/O)
+-> save what it decided in one statement -> publish, keyed by ``person_id``;
+the runtime commits the offsets once the broker has confirmed.
+
+What ``decide`` does with each document:
 
 - ``settle``: the layer is stored with its delta and the accumulator grows.
+  A layer that cannot handle the claim (its policy not loaded here, the
+  layer function failing) counts nothing, stores the layer as ``failed``
+  and passes the document on carrying the ``failure``; the settlement stage
+  answers it SETTLEMENT_FAILED once what earlier layers counted is taken
+  back. A document already failed upstream is passed on untouched.
 - ``trial``: computed on the current accumulator; nothing is written.
 - ``cancel``: the stored delta is subtracted again and the layer is marked
-  reversed; the document goes on carrying the original amounts.
+  reversed; the document goes on carrying the original amounts. A
+  compensation (a cancel carrying a ``failure``) takes back whatever this
+  layer counted for the failed claim, and passes on when it counted nothing.
 - A redelivered message re-publishes what was stored: a settle finds its
-  layer's output, a cancel its inbox row.
+  layer's output, a cancel its inbox row. A claim sent again after a failure
+  (a higher ``attempt``) is settled afresh.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,8 +34,8 @@ from typing import Any
 import orjson
 import structlog
 from aiokafka import ConsumerRecord
-from pydantic import ValidationError
 from prometheus_client import Counter
+from pydantic import ValidationError
 
 from medsettle import layer_repository as repo
 from medsettle.accumulator import Counters, LayerOutcome
@@ -43,6 +53,159 @@ PAID = Counter(
 MIGRATIONS = Path(__file__).with_name("layer_migrations")
 
 LayerFunction = Callable[[Policy, SettlementDocument, Any], LayerOutcome]
+Key = tuple[str, int]  # (person_id, year)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """What ``decide`` needs to know of a stage: which layer, its pure function and its accumulator."""
+
+    name: LayerName
+    apply: LayerFunction
+    accumulator_type: type[Counters]
+    find_policy: Callable[[str], Policy | None]
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """What is stored for a batch: the cancels' answers by message id, the
+    accumulators with their versions, the layers stored for its claims."""
+
+    answers: dict[str, bytes] = field(default_factory=dict)
+    accumulators: dict[Key, repo.Stored] = field(default_factory=dict)
+    layers: dict[str, repo.LayerRow] = field(default_factory=dict)
+
+
+@dataclass
+class Decision:
+    """What a batch writes (``accumulators``: the new state and the version
+    it was read at) and the bodies it publishes, one per document, in order."""
+
+    accumulators: dict[Key, tuple[Counters, int]] = field(default_factory=dict)
+    new_layers: dict[str, repo.LayerRow] = field(default_factory=dict)
+    reversed_ids: list[str] = field(default_factory=list)
+    inbox: list[tuple[str, bytes]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    paid: dict[str, Decimal] = field(default_factory=lambda: {"settled": Decimal(0), "reversed": Decimal(0)})
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (claim_id, reason)
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.accumulators or self.new_layers or self.reversed_ids or self.inbox)
+
+
+Batch = Sequence[tuple[SettlementDocument, dict[str, Any]]]
+"""Each document with its claim exactly as it was read (passed through unchanged)."""
+
+
+def needs(batch: Batch) -> tuple[list[str], set[Key], list[str]]:
+    """What ``decide`` will look up: cancels' message ids, accumulators, claims' layers."""
+    return (
+        [d.message_id for d, _ in batch if d.kind == "cancel"],
+        {(d.person.person_id, d.claim.year) for d, _ in batch},
+        [d.claim.claim_id for d, _ in batch if d.kind != "trial"],
+    )
+
+
+def _body(outcome: SettlementDocument, document: SettlementDocument, claim_json: dict[str, Any]) -> bytes:
+    """The enriched document as JSON; the claim, which no layer changes, as it came."""
+    return outcome.to_json(claim_json=claim_json if outcome.claim is document.claim else None)
+
+
+def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
+    """The batch's decision, a pure function of the documents and what was stored.
+
+    Raises ``Poison`` only for a cancel that finds nothing to reverse (a
+    cancel eligibility never sends for a claim that is not settled)."""
+    done = dict(stored.answers)
+    previous = stored.layers
+    for document, _ in batch:  # a settle handled before: answered with what its layer stored
+        row = previous.get(document.claim.claim_id)
+        if document.kind == "settle" and row is not None and row.attempt == document.attempt:
+            done[document.message_id] = row.output
+    decision = Decision()
+    versions: dict[Key, int] = {}
+    states: dict[Key, Counters] = {}
+    for key in {(d.person.person_id, d.claim.year) for d, _ in batch}:
+        state, versions[key] = stored.accumulators.get(key, ({}, 0))  # version 0: none stored yet
+        states[key] = layer.accumulator_type.model_validate(state)
+    changed: set[Key] = set()
+
+    def compute(document: SettlementDocument, state: Counters) -> LayerOutcome | str:
+        policy = layer.find_policy(document.policy)
+        if policy is None:
+            return f"{layer.name.value}: policy {document.policy} is not loaded"
+        try:
+            return layer.apply(policy, document, state)
+        except (ArithmeticError, AssertionError, KeyError, LookupError, TypeError, ValueError) as exc:
+            return f"{layer.name.value}: {type(exc).__name__}: {exc}"[:1000]
+
+    for document, claim_json in batch:
+        key = (document.person.person_id, document.claim.year)
+        claim_id = document.claim.claim_id
+        if document.message_id in done:
+            decision.bodies.append(done[document.message_id])
+            continue
+        if document.kind != "cancel" and document.failure is not None:  # failed upstream: nothing to count here
+            decision.bodies.append(document.to_json(claim_json=claim_json))
+            continue
+        if document.kind == "trial":
+            outcome = compute(document, states[key])
+            failed = outcome if isinstance(outcome, str) else None
+            body = (document.model_copy(update={"failure": failed}).to_json(claim_json=claim_json) if failed
+                    else _body(outcome.document, document, claim_json))  # type: ignore[union-attr]
+            decision.bodies.append(body)
+            continue
+        if document.kind == "settle":
+            outcome = compute(document, states[key])
+            if isinstance(outcome, str):
+                body = document.model_copy(update={"failure": outcome}).to_json(claim_json=claim_json)
+                decision.new_layers[claim_id] = repo.LayerRow(
+                    claim_id=claim_id, person_id=key[0], year=key[1], policy=document.policy, amount=Decimal("0.00"),
+                    delta={}, output=body, status="failed", attempt=document.attempt,
+                )
+                decision.failed.append((claim_id, outcome))
+            else:
+                states[key] = states[key].add(outcome.delta)
+                changed.add(key)
+                body = _body(outcome.document, document, claim_json)
+                decision.new_layers[claim_id] = repo.LayerRow(
+                    claim_id=claim_id, person_id=key[0], year=key[1], policy=document.policy,
+                    amount=outcome.document.layer_amount(layer.name),
+                    delta=outcome.delta.model_dump(mode="json"), output=body, status="settled",
+                    attempt=document.attempt,
+                )
+                decision.paid["settled"] += decision.new_layers[claim_id].amount
+        else:  # cancel, or a compensation
+            row = decision.new_layers.get(claim_id) or previous.get(claim_id)
+            standing = row is not None and row.status == "settled" and row.attempt == document.attempt
+            if not standing:
+                if not document.compensating:
+                    raise Poison(f"cancel of claim {claim_id}: no settled layer to reverse here")
+                body = document.to_json(claim_json=claim_json)  # this layer counted nothing for it
+            else:
+                assert row is not None
+                delta = layer.accumulator_type.model_validate(row.delta)
+                states[key] = states[key].add(delta, -1)
+                changed.add(key)
+                if document.compensating:
+                    body = document.to_json(claim_json=claim_json)
+                else:
+                    raw_original = orjson.loads(row.output)
+                    original = SettlementDocument.trusted(raw_original)
+                    body = original.model_copy(update={
+                        "kind": "cancel", "cancel_reason": document.cancel_reason, "received_at": document.received_at,
+                    }).to_json(claim_json=raw_original["claim"])
+                if row.claim_id in decision.new_layers:  # settled and reversed in this batch: stored as reversed
+                    decision.new_layers[row.claim_id] = dataclasses.replace(row, status="reversed")
+                else:
+                    decision.reversed_ids.append(row.claim_id)
+                decision.paid["reversed"] += row.amount
+            decision.inbox.append((document.message_id, body))
+        done[document.message_id] = body
+        decision.bodies.append(body)
+    decision.accumulators = {k: (states[k], versions[k]) for k in changed}
+    return decision
 
 
 class LayerStage(Service):
@@ -60,106 +223,36 @@ class LayerStage(Service):
         self.produces = {self.out_topic: SettlementDocument}
         self.policies = PolicyBook(settings.policy_dir, on_error=lambda e: log.error("policy_file_refused", error=e))
 
-    def _policy(self, document: SettlementDocument) -> Policy:
-        policy = self.policies.by_id(document.policy)
-        if policy is None:
-            raise Poison(f"policy {document.policy} is not loaded in {self.name}")
-        return policy
-
-    def _compute(self, document: SettlementDocument, state: Counters) -> LayerOutcome:
-        return type(self).apply(self._policy(document), document, state)
+    def description(self) -> Layer:
+        return Layer(self.layer, type(self).apply, self.accumulator_type, self.policies.by_id)
 
     async def process(self, topic: str, records: Sequence[ConsumerRecord]) -> list[Outgoing]:
-        documents: list[tuple[SettlementDocument, dict[str, Any]]] = []
+        batch: list[tuple[SettlementDocument, dict[str, Any]]] = []
         for record in records:
             try:
                 raw = orjson.loads(record.value)
-                documents.append((SettlementDocument.trusted(raw), raw["claim"]))
+                batch.append((SettlementDocument.trusted(raw), raw["claim"]))
             except (ValidationError, orjson.JSONDecodeError, TypeError, KeyError) as exc:
                 raise Poison(f"not a settlement document: {exc}") from None
 
-        out: list[Outgoing] = []
         # No explicit transaction: one read, then one statement that writes
         # everything only if no accumulator it read has changed since
         # (layer_migrations/0002_optimistic.sql).
         async with self.db.acquire() as c:
-            keys = {(d.person.person_id, d.claim.year) for d, _ in documents}
-            done, stored, previous = await repo.load_batch(
-                c, [d.message_id for d, _ in documents if d.kind == "cancel"], keys,
-                [d.claim.claim_id for d, _ in documents if d.kind != "trial"],
-            )
-            for document, _ in documents:  # a settle handled before: answered with what its layer stored
-                if document.kind == "settle" and document.claim.claim_id in previous:
-                    done[document.message_id] = previous[document.claim.claim_id].output
-            versions: dict[tuple[str, int], int] = {}
-            states: dict[tuple[str, int], Counters] = {}
-            for key in keys:
-                state, versions[key] = stored.get(key, ({}, 0))  # version 0: none stored yet
-                states[key] = self.accumulator_type.model_validate(state)
-            changed: set[tuple[str, int]] = set()
-            new_layers: dict[str, repo.LayerRow] = {}
-            reversed_ids: list[str] = []
-            inbox: list[tuple[str, bytes]] = []  # the cancels' answers; a settle's is its layer's output
-            paid = {"settled": Decimal(0), "reversed": Decimal(0)}  # counted once the batch is written
-
-            for document, claim_json in documents:
-                key = (document.person.person_id, document.claim.year)
-                if document.message_id in done:
-                    out.append(self._outgoing(document, done[document.message_id]))
-                    continue
-                if document.kind == "trial":
-                    outcome = self._compute(document, states[key])
-                    out.append(self._outgoing(document, self._body(outcome.document, document, claim_json)))
-                    continue
-                if document.kind == "settle":
-                    outcome = self._compute(document, states[key])
-                    states[key] = states[key].add(outcome.delta)
-                    changed.add(key)
-                    body = self._body(outcome.document, document, claim_json)
-                    new_layers[document.claim.claim_id] = repo.LayerRow(
-                        claim_id=document.claim.claim_id, person_id=key[0], year=key[1],
-                        policy=document.policy, amount=outcome.document.layer_amount(self.layer),
-                        delta=outcome.delta.model_dump(mode="json"), output=body, status="settled",
-                    )
-                    paid["settled"] += new_layers[document.claim.claim_id].amount
-                else:  # cancel
-                    row = new_layers.get(document.claim.claim_id) or previous.get(document.claim.claim_id)
-                    if row is None or row.status != "settled":
-                        raise Poison(f"cancel of claim {document.claim.claim_id}: no settled layer to reverse here")
-                    delta = self.accumulator_type.model_validate(row.delta)
-                    states[key] = states[key].add(delta, -1)
-                    changed.add(key)
-                    raw_original = orjson.loads(row.output)
-                    original = SettlementDocument.trusted(raw_original)
-                    body = original.model_copy(
-                        update={"kind": "cancel", "cancel_reason": document.cancel_reason, "received_at": document.received_at}
-                    ).to_json(claim_json=raw_original["claim"])
-                    if row.claim_id in new_layers:  # settled and reversed in this batch: stored as reversed
-                        new_layers[row.claim_id] = dataclasses.replace(row, status="reversed")
-                    else:
-                        reversed_ids.append(row.claim_id)
-                    paid["reversed"] += row.amount
-                    inbox.append((document.message_id, body))
-                done[document.message_id] = body
-                out.append(self._outgoing(document, body))
-
-            if changed or new_layers or reversed_ids or inbox:
+            answers, accumulators, layers = await repo.load_batch(c, *needs(batch))
+            decision = decide(self.description(), batch, StoredState(answers, accumulators, layers))
+            if decision.writes:
                 await repo.save_batch(
-                    c, {k: (orjson.dumps(states[k].model_dump(mode="json")), versions[k]) for k in changed},
-                    list(new_layers.values()), reversed_ids, inbox,
+                    c, {k: (orjson.dumps(s.model_dump(mode="json")), v) for k, (s, v) in decision.accumulators.items()},
+                    list(decision.new_layers.values()), decision.reversed_ids, decision.inbox,
                 )
-        for kind, amount in paid.items():
+        for claim_id, reason in decision.failed:
+            log.error("layer_failed", layer=self.layer.value, claim_id=claim_id, reason=reason)
+        for kind, amount in decision.paid.items():
             if amount:
                 PAID.labels(self.layer.value, kind).inc(float(amount))
-        return out
-
-    @staticmethod
-    def _body(outcome: SettlementDocument, document: SettlementDocument, claim_json: dict[str, Any]) -> bytes:
-        """The enriched document as JSON; the claim, which no layer changes, as it came."""
-        return outcome.to_json(claim_json=claim_json if outcome.claim is document.claim else None)
-
-    def _outgoing(self, document: SettlementDocument, body: bytes) -> Outgoing:
-        return Outgoing(self.out_topic, document.person.person_id.encode(), body)
+        return [Outgoing(self.out_topic, d.person.person_id.encode(), body)
+                for (d, _), body in zip(batch, decision.bodies, strict=True)]
 
     async def accumulator(self, person_id: str, year: int) -> Counters:
         async with self.db.acquire() as c:

@@ -26,21 +26,33 @@ def layer_functions() -> list[tuple[str, Callable[[Policy, SettlementDocument, A
 
 
 class Ledger:
-    """Every person's accumulators per layer, kept in memory."""
+    """Every person's accumulators per layer, kept in memory, and what each
+    settled claim added to them, so that ``reverse`` takes exactly that out
+    again (as a layer stage does with its stored delta)."""
 
     def __init__(self) -> None:
         self.layers = layer_functions()
         self.accumulators: dict[tuple[str, str, int], Counters] = {}
+        self.deltas: dict[str, list[tuple[tuple[str, str, int], Counters]]] = {}
 
     def get(self, stage: str, person_id: str, year: int) -> Counters:
         kind = next(k for name, _, k in self.layers if name == stage)
         return self.accumulators.get((stage, person_id, year), kind())
 
     def settle(self, policy: Policy, document: SettlementDocument, *, commit: bool = True) -> SettlementDocument:
+        deltas = []
         for stage, apply, _ in self.layers:
             key = (stage, document.person.person_id, document.claim.year)
             outcome = apply(policy, document, self.get(stage, *key[1:]))
             if commit:
                 self.accumulators[key] = self.get(stage, *key[1:]).add(outcome.delta)
+                deltas.append((key, outcome.delta))
             document = outcome.document
+        if commit:
+            self.deltas[document.claim.claim_id] = deltas
         return document
+
+    def reverse(self, claim_id: str) -> None:
+        """Take a settled claim out of every accumulator (KeyError: no such claim standing)."""
+        for key, delta in self.deltas.pop(claim_id):
+            self.accumulators[key] = self.accumulators[key].add(delta, -1)

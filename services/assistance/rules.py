@@ -8,6 +8,9 @@ favourable one.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
+
+from pydantic import model_validator
 
 from medsettle.accumulator import Counters, LayerOutcome
 from medsettle.contract import CATEGORY_NAMES, Layer, LayerName, SettlementDocument
@@ -16,12 +19,30 @@ from medsettle.policy import Policy
 
 
 class AssistanceAccumulator(Counters):
+    """What the fund paid the person this year, and what the claims would
+    have been paid without the annual caps (``due``). The year's payments are
+    ``min(cap, due)``: a claim pays that, itself counted, less what was paid,
+    so room a reversal frees under a cap goes to what the cap had cut from a
+    claim that stands."""
+
     paid: Decimal = ZERO
+    due: Decimal = ZERO
+
+    @model_validator(mode="before")
+    @classmethod
+    def _due_of_older_state(cls, data: Any) -> Any:
+        """A state or delta stored before ``due`` existed: what was due is what was paid."""
+        if isinstance(data, dict) and "due" not in data and "paid" in data:
+            data = {**data, "due": data["paid"]}
+        return data
 
 
-def _candidate(policy: Policy, category: str, base: Decimal, total: Decimal, paid: Decimal) -> tuple[Decimal, str]:
+def _candidate(policy: Policy, category: str, base: Decimal, total: Decimal, ceiling: Decimal | None,
+               accumulator: AssistanceAccumulator) -> tuple[Decimal, Decimal, str]:
+    """(what this claim pays, its own amount before the annual caps, the explanation)."""
     rules = policy.assistance
     rule = rules.categories[category]  # type: ignore[index]
+    paid = accumulator.paid
     large = rules.large_claim_from is not None and total >= rules.large_claim_from
     ratio = rule.large_claim_ratio if large and rule.large_claim_ratio is not None else rule.ratio
     amount = share(base, ratio)
@@ -32,11 +53,24 @@ def _candidate(policy: Policy, category: str, base: Decimal, total: Decimal, pai
     if rules.small_claim_cap is not None and not large and amount > rules.small_claim_cap:
         amount = rules.small_claim_cap
         notes.append(f"总费用不足 {yuan(rules.large_claim_from or ZERO)} 元，单次至多 {yuan(amount)} 元")
-    for cap, what in ((rule.annual_cap, "该类别年度封顶"), (rules.annual_cap, "年度封顶")):
-        if cap is not None and amount > max(ZERO, cap - paid):
-            amount = max(ZERO, cap - paid)
-            notes.append(f"{what} {yuan(cap)} 元，已救助 {yuan(paid)} 元，本次至多 {yuan(amount)} 元")
-    return amount, "，".join(notes)
+    if ceiling is not None and amount > ceiling:
+        notes.append(f"各项基金合计不超过总费用的 {pct(policy.fund_share_cap)}，本次至多 {yuan(ceiling)} 元")  # type: ignore[arg-type]
+        amount = ceiling
+    caps = [(cap, what) for cap, what in ((rule.annual_cap, "该类别年度封顶"), (rules.annual_cap, "年度封顶"))
+            if cap is not None]
+    own = min([amount, *(cap for cap, _ in caps)])  # what the claim is due, on its own within the caps
+    year = accumulator.due + own  # the year's payments without the caps, this claim included
+    for cap, _ in caps:
+        year = min(year, cap)
+    amount = max(ZERO, min(year - paid, base if ceiling is None else min(base, ceiling)))
+    if amount < min(own, share(base, ratio)):
+        for cap, what in caps:
+            if min(own, share(base, ratio)) > max(ZERO, cap - paid):
+                notes.append(f"{what} {yuan(cap)} 元，已救助 {yuan(paid)} 元，本次至多 {yuan(amount)} 元")
+                break
+    elif amount > own:
+        notes.append(f"已救助 {yuan(paid)} 元：撤销释放的封顶额度补付此前少付的 {yuan(amount - own)} 元")
+    return amount, own, "，".join(notes)
 
 
 def settle_assistance(policy: Policy, document: SettlementDocument, accumulator: AssistanceAccumulator) -> LayerOutcome:
@@ -52,21 +86,17 @@ def settle_assistance(policy: Policy, document: SettlementDocument, accumulator:
         layer = Layer(layer=LayerName.ASSISTANCE, amount=ZERO, explanation=f"医疗救助：{reason}，本次救助 0.00 元。")
         return LayerOutcome(document=document.with_layer(layer), delta=AssistanceAccumulator())
 
-    candidates = [
-        (*_candidate(policy, c, base, document.breakdown.total, accumulator.paid), c) for c in eligible
-    ]
-    amount, shown, chosen = max(candidates, key=lambda c: c[0])
+    ceiling = None if policy.fund_share_cap is None else max(
+        ZERO, share(document.breakdown.total, policy.fund_share_cap) - basic - serious)
+    candidates = [(*_candidate(policy, c, base, document.breakdown.total, ceiling, accumulator), c)
+                  for c in eligible]
+    amount, own, shown, chosen = max(candidates, key=lambda c: c[0])
     notes = [f"救助基数（政策范围内个人负担）{yuan(base)} 元", shown]
     if len(candidates) > 1:
         notes.append(f"同时属于多个类别，按最有利的{CATEGORY_NAMES[chosen]}标准")
-    if policy.fund_share_cap is not None:
-        ceiling = max(ZERO, share(document.breakdown.total, policy.fund_share_cap) - basic - serious)
-        if amount > ceiling:
-            notes.append(f"各项基金合计不超过总费用的 {pct(policy.fund_share_cap)}，本次至多 {yuan(ceiling)} 元")
-            amount = ceiling
     layer = Layer(
         layer=LayerName.ASSISTANCE,
         amount=amount,
         explanation="医疗救助：" + "；".join(notes) + f"。医疗救助支付 {yuan(amount)} 元。",
     )
-    return LayerOutcome(document=document.with_layer(layer), delta=AssistanceAccumulator(paid=amount))
+    return LayerOutcome(document=document.with_layer(layer), delta=AssistanceAccumulator(paid=amount, due=own))

@@ -8,6 +8,9 @@ and the ratio of the hospital's level, and keeps within the annual limit.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
+
+from pydantic import model_validator
 
 from medsettle.accumulator import Counters, LayerOutcome
 from medsettle.contract import (
@@ -24,13 +27,34 @@ from medsettle.policy import Inpatient, Policy
 
 
 class BasicAccumulator(Counters):
-    """What the basic fund paid a person this year, per kind of visit, and
-    how many admissions they had per hospital level."""
+    """What the basic fund paid a person this year, per kind of visit, what
+    the claims would have been paid without the annual limit (``*_due``), and
+    how many admissions they had per hospital level.
+
+    The year's payments of a kind are ``min(limit, due)``: a claim pays that
+    (with itself counted) less what was paid already. Without reversals it is
+    the claim's own amount up to the room left under the limit; after a
+    reversal freed room under the limit, it also pays what the limit had cut
+    from a claim that stands (CONTRACT §6's rule for serious illness, applied
+    to every accumulated layer)."""
 
     inpatient_paid: Decimal = ZERO
     outpatient_paid: Decimal = ZERO
     chronic_outpatient_paid: Decimal = ZERO
+    inpatient_due: Decimal = ZERO
+    outpatient_due: Decimal = ZERO
+    chronic_outpatient_due: Decimal = ZERO
     admissions: dict[str, Decimal] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _due_of_older_state(cls, data: Any) -> Any:
+        """A state or delta stored before ``*_due`` existed: what was due is what was paid."""
+        if isinstance(data, dict):
+            for kind in ("inpatient", "outpatient", "chronic_outpatient"):
+                if f"{kind}_due" not in data and f"{kind}_paid" in data:
+                    data = {**data, f"{kind}_due": data[f"{kind}_paid"]}
+        return data
 
 
 def classify(items: list[Item], b_pre_self_pay: Decimal) -> Breakdown:
@@ -145,22 +169,32 @@ def settle_basic(policy: Policy, document: SettlementDocument, accumulator: Basi
             "chronic_outpatient_paid",
         )
 
-    room = max(ZERO, limit - paid)
-    if amount > room:
-        notes.append(
-            f"{VISIT_NAMES[visit]}年度限额 {yuan(limit)} 元，已支付 {yuan(paid)} 元，本次按剩余额度 {yuan(room)} 元支付"
-        )
-        amount = room
     if policy.fund_share_cap is not None:
         ceiling = share(breakdown.total, policy.fund_share_cap)
         if amount > ceiling:
             notes.append(f"各项基金合计不超过总费用的 {pct(policy.fund_share_cap)}（{yuan(ceiling)} 元）")
             amount = ceiling
+    own = amount  # this claim's amount before the annual limit
+    due = getattr(accumulator, bucket.replace("_paid", "_due"))
+    owed = min(limit, due + own) - paid  # the year's payments with this claim, less those made
+    most = min(compliant - deductible, share(breakdown.total, policy.fund_share_cap)
+               if policy.fund_share_cap is not None else compliant)
+    amount = max(ZERO, min(owed, most))
+    if amount < own:
+        room = max(ZERO, limit - paid)
+        notes.append(
+            f"{VISIT_NAMES[visit]}年度限额 {yuan(limit)} 元，已支付 {yuan(paid)} 元，本次按剩余额度 {yuan(room)} 元支付"
+        )
+    elif amount > own:
+        notes.append(
+            f"{VISIT_NAMES[visit]}年度限额 {yuan(limit)} 元，已支付 {yuan(paid)} 元：撤销释放的额度补付此前因限额少付的 "
+            f"{yuan(amount - own)} 元"
+        )
     if amount == 0 and compliant == 0:
         notes.append("无政策范围内费用，基本医保不支付")
     explanation = "基本医保：" + "；".join(notes) + f"。基本医保支付 {yuan(amount)} 元。"
 
-    delta_fields: dict[str, object] = {bucket: amount}
+    delta_fields: dict[str, object] = {bucket: amount, bucket.replace("_paid", "_due"): own}
     if visit == "inpatient":
         delta_fields["admissions"] = {rules.inpatient.admissions_count_as.get(level, level): Decimal(1)}
     layer = Layer(layer=LayerName.BASIC, amount=amount, explanation=explanation)

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 from collections.abc import Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,10 @@ from pydantic import ValidationError
 
 from medsettle import topics
 from medsettle.contract import (
+    FUNDS,
+    ONE_BILL_AMOUNTS,
     CancelClaim,
+    FundDetail,
     Hospital,
     InvalidMessage,
     Person,
@@ -63,6 +69,35 @@ def content_hash(claim: SettleClaim, dumped: dict[str, Any] | None = None) -> st
 
 RESEND_DECISIONS_SECONDS = 5.0
 _CANCELS_IN_FLIGHT: ContextVar[list[str] | None] = ContextVar("eligibility_cancels_in_flight", default=None)
+
+
+@dataclass
+class _ClaimsBatch:
+    """What a batch of claims reads (registry, known claims and their failed
+    attempts) and what it decides to write."""
+
+    hospitals: dict[str, Hospital]
+    persons: dict[str, Person]
+    known: dict[str, repo.ClaimRow]
+    failures: dict[tuple[str, int], repo.Failure]
+    new_rows: list[repo.ClaimRow] = field(default_factory=list)
+    retried: list[repo.ClaimRow] = field(default_factory=list)
+    reversals: list[tuple[str, str | None]] = field(default_factory=list)
+    withdrawals: list[tuple[str, str | None]] = field(default_factory=list)
+    cancels: list[str] = field(default_factory=list)
+
+
+def withdrawn(document: SettlementDocument, at: dt.datetime) -> SettlementResult:
+    """The answer to a cancel of a claim held in review: ``reversed``, every amount 0.00."""
+    claim = document.claim
+    zero = Decimal("0.00")
+    return SettlementResult(
+        claim_id=claim.claim_id, hospital_code=claim.hospital_code,
+        person_id_masked=mask_person_id(claim.person_id), status="reversed", policy=document.policy,
+        **{name: zero for name in ONE_BILL_AMOUNTS},
+        fund_details=[FundDetail(fund_pay_type=code, name=name, amount=zero) for code, name, _ in FUNDS],
+        settled_at=at,
+    )
 
 
 class ReviewError(LookupError):
@@ -108,10 +143,11 @@ class EligibilityStage(Service):
             return 0
         async with self.db.acquire() as c:
             stuck = await redrive.stuck_claims(c, self.settings.stuck_after_seconds)
-            if not stuck:
+            compensations = await redrive.unanswered_failures(c, self.settings.stuck_after_seconds)
+            if not stuck and not compensations:
                 return 0
-            furthest = await redrive.furthest_outputs(c, stuck)
-        outgoing = []
+            furthest = await redrive.furthest_outputs(c, stuck) if stuck else {}
+        outgoing = [Outgoing(topics.ELIGIBLE, person_id.encode(), body) for _, person_id, body in compensations]
         for claim in stuck:
             if claim.message_id in furthest:
                 topic, body = furthest[claim.message_id]
@@ -129,9 +165,9 @@ class EligibilityStage(Service):
             outgoing.append(self._onward(document))
         await self.publisher(outgoing)
         async with self.db.acquire() as c:
-            await redrive.mark_redriven(c, [s.claim_id for s in stuck])
-        log.warning("stuck_claims_redriven", claims=len(stuck))
-        return len(stuck)
+            await redrive.mark_redriven(c, [s.claim_id for s in stuck] + [k for k, _, _ in compensations])
+        log.warning("stuck_claims_redriven", claims=len(stuck), compensations=len(compensations))
+        return len(stuck) + len(compensations)
 
     async def _redrive_forever(self) -> None:
         while True:
@@ -249,78 +285,104 @@ class EligibilityStage(Service):
             hospitals = await repo.hospitals(c, sorted({p.hospital_code for p in settles}))
             persons = await repo.persons(c, sorted({p.person_id for p in settles}))
             known = await repo.claims(c, sorted({p.claim_id for p in parsed}))
-            new_rows: list[repo.ClaimRow] = []
-            reversals: list[tuple[str, str | None]] = []
-            cancels: list[str] = []
+            failures = await repo.failures(c, sorted(known))
+            batch = _ClaimsBatch(hospitals, persons, known, failures)
             for claim in parsed:
                 if isinstance(claim, CancelClaim):
-                    out.append(self._cancel(claim, known, reversals, cancels))
+                    out.append(self._cancel(claim, batch))
                 else:
-                    out.append(self._settle(claim, hospitals, persons, known, new_rows))
-            await repo.insert_claims(c, new_rows)
-            await repo.mark_reversed(c, reversals)
-            await self._audit(c, [r for r in new_rows if r.status == "accepted"])
-        self._cancels_to_publish(cancels)  # committed: now they wait only for the broker
+                    out.append(self._settle(claim, batch))
+            await repo.insert_claims(c, batch.new_rows)
+            await repo.retry_claims(c, batch.retried)
+            await repo.mark_reversed(c, batch.reversals)
+            await repo.mark_withdrawn(c, batch.withdrawals)
+            await self._audit(c, [r for r in batch.new_rows + batch.retried if r.status == "accepted"])
+        self._cancels_to_publish(batch.cancels)  # committed: now they wait only for the broker
         return out
 
-    def _settle(self, claim: SettleClaim, hospitals: dict, persons: dict, known: dict, new_rows: list) -> Outgoing:  # noqa: ANN001
-        verdict = check_eligibility(claim, hospitals.get(claim.hospital_code), persons.get(claim.person_id),
+    def _settle(self, claim: SettleClaim, batch: _ClaimsBatch) -> Outgoing:
+        existing: repo.ClaimRow | None = batch.known.get(claim.claim_id)
+        failure = batch.failures.get((claim.claim_id, existing.attempt)) if existing is not None else None
+        claim_json = claim.model_dump(mode="json")  # once, for the hash and the document
+        digest = content_hash(claim, claim_json)
+        if existing is not None and failure is None:
+            # An answer once given stands (CONTRACT §3): answered from what is
+            # stored, before any registry or policy check.
+            if existing.content_hash != digest or existing.hospital_code != claim.hospital_code:
+                return self._reject(RejectionCode.DUPLICATE_CLAIM,
+                                    f"单据号 {claim.claim_id} 已提交过且内容不同，请勿重复使用单据号",
+                                    claim.claim_id, claim.hospital_code, claim.person_id)
+            if claim.type == "trial":
+                return self._reject(RejectionCode.DUPLICATE_CLAIM,
+                                    f"单据号 {claim.claim_id} 已提交正式结算，不能再预结算；请查询其结算结果",
+                                    claim.claim_id, claim.hospital_code, claim.person_id)
+            return self._repeat(existing)
+        if failure is not None and not failure.answered:
+            # its compensation is still on its way through the layers: sent again
+            # (each stage takes it once); the SETTLEMENT_FAILED answer follows it
+            return Outgoing(topics.ELIGIBLE, existing.person_id.encode(), failure.compensation)  # type: ignore[union-attr]
+        verdict = check_eligibility(claim, batch.hospitals.get(claim.hospital_code), batch.persons.get(claim.person_id),
                                     self.policies.get)
         if not isinstance(verdict, Eligible):
             return self._reject(verdict.code, verdict.message, claim.claim_id, claim.hospital_code, claim.person_id)
         if claim.type == "trial":
             return self._onward(self._document("trial", claim, verdict))
-        existing: repo.ClaimRow | None = known.get(claim.claim_id)
-        claim_json = claim.model_dump(mode="json")  # once, for the hash and the document
-        digest = content_hash(claim, claim_json)
-        if existing is not None:
-            if existing.status == "reversed":
-                return self._reject(RejectionCode.DUPLICATE_CLAIM,
-                                    f"单据号 {claim.claim_id} 已结算并撤销，不能再次结算，请使用新的单据号",
-                                    claim.claim_id, claim.hospital_code, claim.person_id)
-            if existing.content_hash != digest or existing.hospital_code != claim.hospital_code:
-                return self._reject(RejectionCode.DUPLICATE_CLAIM,
-                                    f"单据号 {claim.claim_id} 已提交过且内容不同，请勿重复使用单据号",
-                                    claim.claim_id, claim.hospital_code, claim.person_id)
-            return self._repeat(existing)
-        document = self._document("settle", claim, verdict)
+        attempt = existing.attempt + 1 if existing is not None else 0  # a claim that failed settles afresh
+        document = self._document("settle", claim, verdict).model_copy(update={"attempt": attempt})
         body = document.to_json(claim_json=claim_json)
         status = "pending_review" if claim.injury else "accepted"
         row = repo.ClaimRow(
             claim.claim_id, claim.hospital_code, claim.person_id, digest, status, body,
             visit_type=claim.visit_type, admitted_on=claim.admitted_on, discharged_on=claim.discharged_on,
             level=verdict.hospital.level, diagnosis=claim.diagnosis_codes[0] if claim.diagnosis_codes else None,
-            total=claim.total,
+            total=claim.total, attempt=attempt,
         )
-        known[claim.claim_id] = row
-        new_rows.append(row)
+        batch.known[claim.claim_id] = row
+        batch.failures.pop((claim.claim_id, attempt), None)
+        (batch.retried if existing is not None else batch.new_rows).append(row)
         if claim.injury:
             log.info("claim_held_for_review", claim_id=claim.claim_id, person_id=claim.person_id)
             return self._pending(document)
         return self._onward(document, body)
 
     def _repeat(self, row: repo.ClaimRow) -> Outgoing:
-        """The same claim sent again: the same answer again, counted once."""
+        """The same claim sent again: its latest answer again, counted once."""
         if row.status == "pending_review":
             return self._pending(SettlementDocument.from_json(row.document))
+        if row.status == "withdrawn":
+            return self._answer(withdrawn(SettlementDocument.from_json(row.document), self.clock()))
+        if row.status == "reversed":  # the stages answer the cancel again from what they stored: `reversed`
+            return self._onward(SettlementDocument.from_json(row.document).model_copy(update={"kind": "cancel"}))
         return self._decision(row)[0]
 
-    def _cancel(self, claim: CancelClaim, known: dict, reversals: list, cancels: list[str]) -> Outgoing:  # noqa: ANN001
-        row: repo.ClaimRow | None = known.get(claim.claim_id)
-        if row is None or row.hospital_code != claim.hospital_code or row.status in ("pending_review", "review_rejected"):
+    def _cancel(self, claim: CancelClaim, batch: _ClaimsBatch) -> Outgoing:
+        row: repo.ClaimRow | None = batch.known.get(claim.claim_id)
+        failed = row is not None and (row.claim_id, row.attempt) in batch.failures
+        if row is None or row.hospital_code != claim.hospital_code or row.status == "review_rejected" or failed:
             return self._reject(RejectionCode.CLAIM_NOT_FOUND,
                                 f"未找到医疗机构 {claim.hospital_code} 已结算的单据 {claim.claim_id}，无法撤销；请核对单据号和机构编码",
                                 claim.claim_id, claim.hospital_code)
         document = SettlementDocument.from_json(row.document)
+        if row.status in ("pending_review", "withdrawn"):
+            if row.status == "pending_review":  # withdrawn: the review leaves the queue (CONTRACT §3)
+                row.status = "withdrawn"
+                row.cancel_reason = claim.reason
+                batch.withdrawals.append((row.claim_id, claim.reason))
+                log.info("claim_withdrawn_from_review", claim_id=claim.claim_id)
+            return self._answer(withdrawn(document, self.clock()))
         if row.status == "reversed":
             if not row.cancel_published:  # the first cancel never got out: send it again
-                cancels.append(row.claim_id)
+                batch.cancels.append(row.claim_id)
                 return self._onward(document.model_copy(update={"kind": "cancel"}))
-            return self._reject(RejectionCode.ALREADY_REVERSED, f"单据 {claim.claim_id} 已撤销，请勿重复撤销",
+            if claim.reason == row.cancel_reason:  # the same cancel again: its `reversed` answer again
+                return self._onward(document.model_copy(update={"kind": "cancel"}))
+            return self._reject(RejectionCode.ALREADY_REVERSED,
+                                f"单据 {claim.claim_id} 已撤销（撤销原因：{row.cancel_reason or '未说明'}），请勿重复撤销",
                                 claim.claim_id, claim.hospital_code, row.person_id)
         row.status = "reversed"
-        reversals.append((row.claim_id, claim.reason))
-        cancels.append(row.claim_id)
+        row.cancel_reason = claim.reason
+        batch.reversals.append((row.claim_id, claim.reason))
+        batch.cancels.append(row.claim_id)
         log.info("claim_reversal_requested", claim_id=claim.claim_id)
         return self._onward(document.model_copy(update={"kind": "cancel", "cancel_reason": claim.reason,
                                                         "received_at": self.clock()}))

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
+import orjson
 
 from medsettle import topics
 
@@ -37,10 +38,12 @@ class Stuck:
     person_id: str
     status: str  # accepted or reversed
     document: bytes
+    attempt: int = 0
 
     @property
     def message_id(self) -> str:
-        return f"{'settle' if self.status == 'accepted' else 'cancel'}:{self.claim_id}"
+        suffix = f"#{self.attempt}" if self.attempt else ""
+        return f"{'settle' if self.status == 'accepted' else 'cancel'}:{self.claim_id}{suffix}"
 
 
 async def _exists(c: asyncpg.Connection, table: str) -> bool:
@@ -52,18 +55,36 @@ async def stuck_claims(c: asyncpg.Connection, stuck_after: float, limit: int = 5
     if not await _exists(c, "settlement.one_bills"):
         return []
     rows = await c.fetch(
-        """SELECT k.claim_id, k.person_id, k.status, k.document FROM claims k
+        """SELECT k.claim_id, k.person_id, k.status, k.document, k.attempt FROM claims k
            LEFT JOIN settlement.one_bills b ON b.claim_id = k.claim_id
            WHERE k.status IN ('accepted', 'reversed')
              AND k.updated_at < now() - make_interval(secs => $1)
              AND (k.redriven_at IS NULL OR k.redriven_at < now() - make_interval(secs => $1))
              AND (b.claim_id IS NULL OR (k.status = 'reversed' AND b.status <> 'reversed'))
-             AND NOT EXISTS (SELECT 1 FROM settlement.broken x WHERE x.claim_id = k.claim_id)
+             AND NOT EXISTS (SELECT 1 FROM settlement.failures x
+                              WHERE x.claim_id = k.claim_id AND x.attempt = k.attempt)
            ORDER BY k.updated_at
            LIMIT $2""",
         stuck_after, limit,
     )
-    return [Stuck(r["claim_id"], r["person_id"], r["status"], r["document"]) for r in rows]
+    return [Stuck(r["claim_id"], r["person_id"], r["status"], r["document"], r["attempt"]) for r in rows]
+
+
+async def unanswered_failures(c: asyncpg.Connection, stuck_after: float, limit: int = 500) -> list[tuple[str, bytes]]:
+    """Failed attempts whose compensation has not come through within
+    ``stuck_after`` (lost with a broker's messages, say): (person_id, the
+    compensation), to be sent again. Every stage takes it once."""
+    if not await _exists(c, "settlement.failures"):
+        return []
+    rows = await c.fetch(
+        """SELECT f.claim_id, f.person_id, f.compensation FROM settlement.failures f
+             JOIN claims k ON k.claim_id = f.claim_id AND k.attempt = f.attempt
+            WHERE f.answered_at IS NULL AND f.failed_at < now() - make_interval(secs => $1)
+              AND (k.redriven_at IS NULL OR k.redriven_at < now() - make_interval(secs => $1))
+            ORDER BY f.failed_at LIMIT $2""",
+        stuck_after, limit,
+    )
+    return [(r["claim_id"], r["person_id"], r["compensation"]) for r in rows]
 
 
 async def furthest_outputs(c: asyncpg.Connection, stuck: list[Stuck]) -> dict[str, tuple[str, bytes]]:
@@ -77,10 +98,11 @@ async def furthest_outputs(c: asyncpg.Connection, stuck: list[Stuck]) -> dict[st
         if not await _exists(c, f"{schema}.inbox"):
             continue
         rows = await c.fetch(
-            f"""SELECT claim_id AS id, output FROM "{schema}".layers WHERE claim_id = any($1::text[])
+            f"""SELECT claim_id AS id, output FROM "{schema}".layers
+                 WHERE claim_id = any($1::text[]) AND attempt = ($3::jsonb ->> claim_id)::int
                 UNION ALL
                 SELECT message_id, output FROM "{schema}".inbox WHERE message_id = any($2::text[])""",
-            list(settles), cancels,
+            list(settles), cancels, orjson.dumps({s.claim_id: s.attempt for s in stuck}).decode(),
         )
         for r in rows:
             found[settles.get(r["id"], r["id"])] = (out_topic, r["output"])

@@ -36,6 +36,8 @@ class ClaimRow:
     total: Decimal | None = None
     reviewed_by: str | None = None
     received_at: dt.datetime | None = None
+    attempt: int = 0
+    cancel_reason: str | None = None
 
     @property
     def cost_key(self) -> CostKey | None:
@@ -83,7 +85,7 @@ async def hospitals(c: asyncpg.Connection, codes: list[str]) -> dict[str, Hospit
 
 _CLAIM_COLUMNS = (
     "claim_id, hospital_code, person_id, content_hash, status, document, review_reason, cancel_published, "
-    "visit_type, admitted_on, discharged_on, level, diagnosis, total, reviewed_by, received_at"
+    "visit_type, admitted_on, discharged_on, level, diagnosis, total, reviewed_by, received_at, attempt, cancel_reason"
 )
 
 
@@ -108,6 +110,52 @@ async def insert_claims(c: asyncpg.Connection, rows: list[ClaimRow]) -> None:
             [(r.claim_id, r.hospital_code, r.person_id, r.content_hash, r.status, r.document,
               r.visit_type, r.admitted_on, r.discharged_on, r.level, r.diagnosis, r.total) for r in rows],
         )
+
+
+async def retry_claims(c: asyncpg.Connection, rows: list[ClaimRow]) -> None:
+    """Claims whose last attempt failed, sent again: they start afresh as the next attempt."""
+    if rows:
+        await c.executemany(
+            """UPDATE claims SET content_hash = $2, status = $3, document = $4, attempt = $5, visit_type = $6,
+                                 admitted_on = $7, discharged_on = $8, level = $9, diagnosis = $10, total = $11,
+                                 person_id = $12, cancel_published = false, redriven_at = NULL, updated_at = now()
+               WHERE claim_id = $1""",
+            [(r.claim_id, r.content_hash, r.status, r.document, r.attempt, r.visit_type, r.admitted_on,
+              r.discharged_on, r.level, r.diagnosis, r.total, r.person_id) for r in rows],
+        )
+
+
+async def mark_withdrawn(c: asyncpg.Connection, withdrawals: list[tuple[str, str | None]]) -> None:
+    """Claims in review cancelled by their hospital: they leave the review queue."""
+    if withdrawals:
+        await c.executemany(
+            "UPDATE claims SET status = 'withdrawn', cancel_reason = $2, updated_at = now() WHERE claim_id = $1",
+            withdrawals,
+        )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An attempt the settlement stage could not settle (settlement.failures)."""
+
+    claim_id: str
+    attempt: int
+    answered: bool  # its compensation has come through and the hospital was answered SETTLEMENT_FAILED
+    compensation: bytes
+
+
+async def failures(c: asyncpg.Connection, claim_ids: list[str]) -> dict[tuple[str, int], Failure]:
+    """The failed attempts of these claims, read in the settlement stage's
+    schema (as the re-drive does); none where that schema is elsewhere."""
+    if not claim_ids or not await c.fetchval("SELECT to_regclass('settlement.failures') IS NOT NULL"):
+        return {}
+    rows = await c.fetch(
+        """SELECT claim_id, attempt, answered_at IS NOT NULL AS answered, compensation
+             FROM settlement.failures WHERE claim_id = any($1::text[])""",
+        claim_ids,
+    )
+    return {(r["claim_id"], r["attempt"]): Failure(r["claim_id"], r["attempt"], r["answered"], r["compensation"])
+            for r in rows}
 
 
 async def mark_reversed(c: asyncpg.Connection, reversals: list[tuple[str, str | None]]) -> None:

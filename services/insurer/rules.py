@@ -2,9 +2,14 @@
 
 The base is the year's accumulated compliant personal burden after basic
 insurance (``compliant - basic``) over the visit types the policy names. A
-claim pays ``F(before + this) - F(before)``, F being the banded function of
-the accumulated base with this claim's favoured status, so thresholds and
-bands span claims.
+claim pays ``F(before + this) - paid``, never below 0 (CONTRACT §6): F is the
+banded function of the accumulated base with this claim's favoured status,
+``paid`` what the fund has already paid the person this year. Thresholds and
+bands span claims, and the year's payments add up to F of the year's base:
+a reversal takes the reversed claim's base and payment out of the
+accumulator, and the person's next claim settles the difference. A claim
+never pays more than its own base (the funds stay within its compliant
+amount); what it could not take, a later claim does.
 """
 
 from __future__ import annotations
@@ -73,10 +78,11 @@ def settle_serious_illness(
         )
         return LayerOutcome(document=document.with_layer(layer), delta=SeriousIllnessAccumulator())
 
-    this = document.breakdown.compliant - basic
+    this = max(ZERO, document.breakdown.compliant - basic)
     before, after = accumulator.base, accumulator.base + this
     threshold = rules.favoured_threshold if favoured else rules.threshold
-    amount = banded_payment(rules, favoured, after) - banded_payment(rules, favoured, before)
+    due = banded_payment(rules, favoured, after)  # what the fund owes the person for the year, this claim included
+    amount = min(this, max(ZERO, due - accumulator.paid))
     who = "困难群众" if favoured else ""
     notes = [
         f"本次合规自付 {yuan(this)} 元（{yuan(document.breakdown.compliant)} - {yuan(basic)}），"
@@ -86,7 +92,11 @@ def settle_serious_illness(
     if after <= threshold:
         notes.append("累计未超过起付线")
     else:
-        notes.append(f"本次进入起付线以上的部分分段：{_bands_crossed(rules, favoured, threshold, before, after)} = {yuan(amount)}")
+        crossed = _bands_crossed(rules, favoured, threshold, ZERO, after)
+        notes.append(f"年度累计进入起付线以上的部分分段：{crossed} = {yuan(due)}")
+        notes.append(f"年度已支付 {yuan(accumulator.paid)} 元，本次 {yuan(due)} - {yuan(accumulator.paid)}"
+                     + (f"，至多本次合规自付 {yuan(this)} 元" if due - accumulator.paid > this else "")
+                     + f" = {yuan(amount)}")
     cap = rules.favoured_annual_cap if favoured else rules.annual_cap
     if cap is not None and amount > max(ZERO, cap - accumulator.paid):
         room = max(ZERO, cap - accumulator.paid)

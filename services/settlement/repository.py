@@ -7,8 +7,9 @@ import datetime as dt
 import asyncpg
 
 from medsettle.contract import ONE_BILL_AMOUNTS, SettlementDocument, SettlementResult
+from services.settlement import decide
 
-__all__ = ["insert_bills", "reverse_bills", "record_broken", "bill", "bodies",
+__all__ = ["insert_bills", "reverse_bills", "bill", "bodies",
            "load_batch", "save_batch"]
 
 
@@ -36,13 +37,6 @@ async def reverse_bills(c: asyncpg.Connection, reversals: list[tuple[str, dt.dat
         )
 
 
-async def record_broken(c: asyncpg.Connection, claim_id: str, kind: str, reasons: list[str], document: bytes) -> None:
-    await c.execute(
-        "INSERT INTO broken (claim_id, kind, reasons, document) VALUES ($1, $2, $3, $4)",
-        claim_id, kind, reasons, document,
-    )
-
-
 async def bill(c: asyncpg.Connection, claim_id: str) -> bytes | None:
     return await c.fetchval("SELECT body FROM one_bills WHERE claim_id = $1", claim_id)
 
@@ -52,24 +46,54 @@ async def bodies(c: asyncpg.Connection, claim_ids: list[str]) -> dict[str, bytes
     return {r["claim_id"]: r["body"] for r in rows}
 
 
-async def load_batch(c: asyncpg.Connection, cancels: list[str], claim_ids: list[str]
-                     ) -> tuple[dict[str, bytes], dict[str, bytes]]:
+async def load_batch(c: asyncpg.Connection, cancels: list[str], claim_ids: list[str]) -> decide.StoredState:
     """In one round trip: the answers to the cancels already handled (by
-    message id), and the one-bills stored for these claims. A settle already
-    handled is answered with its one-bill's ``body``, so a settle writes no
-    inbox row of its own (as in a layer stage)."""
+    message id), the one-bills stored for these claims, and their failures.
+    A settle already handled is answered with its one-bill's ``body``, so a
+    settle writes no inbox row of its own (as in a layer stage)."""
     rows = await c.fetch(
-        """SELECT true AS handled, message_id AS id, output AS body FROM inbox WHERE message_id = any($1::text[])
+        """SELECT 'inbox' AS what, message_id AS id, output AS body, NULL::int AS attempt, NULL::text AS person_id,
+                  NULL::text[] AS reasons, NULL::bytea AS compensation
+             FROM inbox WHERE message_id = any($1::text[])
            UNION ALL
-           SELECT false, claim_id, body FROM one_bills WHERE claim_id = any($2::text[])""",
+           SELECT 'bill', claim_id, body, NULL, NULL, NULL, NULL FROM one_bills WHERE claim_id = any($2::text[])
+           UNION ALL
+           SELECT 'failure', claim_id, document, attempt, person_id, reasons, compensation
+             FROM failures WHERE claim_id = any($2::text[])""",
         cancels, claim_ids,
     )
-    done = {r["id"]: r["body"] for r in rows if r["handled"]}
-    originals = {r["id"]: r["body"] for r in rows if not r["handled"]}
-    return done, originals
+    stored = decide.StoredState()
+    for r in rows:
+        if r["what"] == "inbox":
+            stored.answers[r["id"]] = r["body"]
+        elif r["what"] == "bill":
+            stored.bills[r["id"]] = r["body"]
+        else:
+            stored.failures[(r["id"], r["attempt"])] = decide.Failure(
+                r["id"], r["attempt"], r["person_id"], list(r["reasons"]), r["body"], r["compensation"])
+    return stored
 
 
-async def save_batch(c: asyncpg.Connection, bills: list[tuple[SettlementResult, SettlementDocument, bytes]],
+async def save_batch(c: asyncpg.Connection, decision: decide.Decision) -> None:
+    """What a batch decided: its one-bills, reversals and inbox rows in one
+    statement; its failures, and the failures now answered."""
+    await _save_bills(c, decision.bills, decision.reversals, decision.inbox)
+    if decision.failures:
+        await c.executemany(
+            """INSERT INTO failures (claim_id, attempt, person_id, reasons, document, compensation)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+            [(f.claim_id, f.attempt, f.person_id, f.reasons, f.document, f.compensation) for f in decision.failures],
+        )
+    if decision.answered_failures:
+        await c.execute(
+            """UPDATE failures f SET answered_at = now()
+                 FROM unnest($1::text[], $2::int[]) AS a(claim_id, attempt)
+                WHERE f.claim_id = a.claim_id AND f.attempt = a.attempt AND f.answered_at IS NULL""",
+            [k for k, _ in decision.answered_failures], [a for _, a in decision.answered_failures],
+        )
+
+
+async def _save_bills(c: asyncpg.Connection, bills: list[tuple[SettlementResult, SettlementDocument, bytes]],
                      reversals: list[tuple[str, dt.datetime]], inbox: list[tuple[str, bytes]]) -> None:
     """In one statement: the new one-bills (reversed already when reversed in
     the same batch), the reversals of earlier ones, and the inbox rows of the

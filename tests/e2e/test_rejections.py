@@ -79,22 +79,32 @@ async def test_a_claim_id_reused_with_other_content_is_a_duplicate(pipeline):
     assert answers[-1].rejection.code == RejectionCode.DUPLICATE_CLAIM
 
 
-async def test_reversal_errors_unknown_claim_twice_and_settling_again(pipeline):
+async def test_reversal_errors_unknown_claim_a_resent_cancel_and_a_resent_settle_get_the_reversal(pipeline):
     await pipeline.register(persons=[person_record("340421199201010008")])
     await rejected(pipeline, {"type": "cancel", "claim_id": "NO-SUCH-CLAIM", "hospital_code": COUNTY},
                    RejectionCode.CLAIM_NOT_FOUND)
     claim = claim_body(a="100", person_id="340421199201010008", hospital_code=COUNTY)
     await pipeline.hospital.send(claim)
-    await pipeline.hospital.answer(claim["claim_id"])
-    cancel = {"type": "cancel", "claim_id": claim["claim_id"], "hospital_code": COUNTY}
+    settled = await pipeline.hospital.answer(claim["claim_id"])
+    cancel = {"type": "cancel", "claim_id": claim["claim_id"], "hospital_code": COUNTY, "reason": "录入错误"}
     await pipeline.hospital.send(cancel)
-    assert (await pipeline.hospital.answers(claim["claim_id"], 2))[-1].status == "reversed"
+    reversal = (await pipeline.hospital.answers(claim["claim_id"], 2))[-1]
+    assert reversal.status == "reversed" and reversal.fund_total == settled.fund_total
+    # an answer once given stands (CONTRACT §3): the same cancel again, and the settle again, get `reversed`
     await pipeline.hospital.send(cancel)
     third = (await pipeline.hospital.answers(claim["claim_id"], 3))[-1]
-    assert third.rejection.code == RejectionCode.ALREADY_REVERSED
+    assert third.model_dump(exclude={"settled_at"}) == reversal.model_dump(exclude={"settled_at"})
     await pipeline.hospital.send(claim)
     fourth = (await pipeline.hospital.answers(claim["claim_id"], 4))[-1]
-    assert fourth.rejection.code == RejectionCode.DUPLICATE_CLAIM
+    assert fourth.model_dump(exclude={"settled_at"}) == reversal.model_dump(exclude={"settled_at"})
+    # a different cancel of the claim already reversed is refused, with the reason it was reversed for
+    await pipeline.hospital.send({**cancel, "reason": "患者要求"})
+    fifth = (await pipeline.hospital.answers(claim["claim_id"], 5))[-1]
+    assert fifth.rejection.code == RejectionCode.ALREADY_REVERSED and "录入错误" in fifth.rejection.message
+    # a changed settle under the same claim_id is still a duplicate
+    await pipeline.hospital.send({**claim, "items": claim_body(a="200")["items"]})
+    sixth = (await pipeline.hospital.answers(claim["claim_id"], 6))[-1]
+    assert sixth.rejection.code == RejectionCode.DUPLICATE_CLAIM
 
 
 async def test_an_injury_claim_waits_for_review_and_a_rejection_is_answered(pipeline):

@@ -69,3 +69,38 @@ async def test_a_settled_claim_whose_one_bill_was_lost_is_driven_again_from_the_
     again = await system.hospital.answers(claim["claim_id"], 2)
     assert again[-1].status == "settled"
     assert (again[-1].basic, again[-1].fund_total) == (first.basic, first.fund_total)
+
+
+async def test_a_failed_claim_is_never_redriven_and_a_compensation_not_through_is_sent_once_more(
+        system, monkeypatch):
+    from services.basic.app import BasicStage
+    from services.settlement.app import SettlementStage
+    from services.settlement.onebill import check_invariants
+
+    person = pid(3)
+    await system.pipeline.register(persons=[person_record(person)])
+    claim = claim_body(a="2000", person_id=person, hospital_code=COUNTY)
+    monkeypatch.setattr(SettlementStage, "check", staticmethod(
+        lambda bill, document: ["test-only broken invariant"] if document.claim.claim_id == claim["claim_id"]
+        else check_invariants(bill, document)))
+    await system.hospital.send(claim)
+    failed = await system.hospital.answer(claim["claim_id"])
+    assert failed.rejection.code.value == "SETTLEMENT_FAILED"
+    monkeypatch.undo()
+    basic = await system.pipeline.accumulator(BasicStage, person)
+    assert basic.inpatient_paid == Decimal("0.00")
+    async with system.stage.db.acquire() as c:
+        await c.execute("UPDATE claims SET updated_at = now() - interval '10 minutes' WHERE claim_id = $1",
+                        claim["claim_id"])
+        assert claim["claim_id"] not in [s.claim_id for s in await redrive.stuck_claims(c, 60)]
+        # as if the compensation had been lost on its way: not answered, long ago
+        await c.execute("""UPDATE settlement.failures SET answered_at = NULL, failed_at = now() - interval '10 minutes'
+                           WHERE claim_id = $1""", claim["claim_id"])
+    assert await system.stage.redrive_stuck() == 1
+    again = await system.hospital.answers(claim["claim_id"], 2)
+    assert again[-1].model_dump(exclude={"settled_at"}) == failed.model_dump(exclude={"settled_at"})
+    async with system.stage.db.acquire() as c:  # the answer is published after its batch committed
+        assert await c.fetchval("SELECT answered_at IS NOT NULL FROM settlement.failures WHERE claim_id = $1",
+                                claim["claim_id"])
+    assert await system.stage.redrive_stuck() == 0  # answered: never again
+    assert await system.pipeline.accumulator(BasicStage, person) == basic  # taken back once, not twice

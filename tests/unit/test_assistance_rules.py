@@ -110,7 +110,9 @@ def test_a_second_category_still_pays_when_the_first_ones_cap_is_used(reference_
     ledger = Ledger()
     outpatient(reference_policy, ledger, "70000", ["poverty_registered"])  # 69600 × 50% = 34800 → cap 30000
     doc = outpatient(reference_policy, ledger, "10000", ["poverty_registered", "subsistence"])
-    # poverty_registered: 30000 - 30000 = 0 left; subsistence: 10000 × 70% = 7000, 50000 - 30000 = 20000 left
+    # basic 0 (outpatient limit used), base 10000. The year's assistance is min(cap, what the claims were
+    # due, each within the caps on its own): poverty_registered min(30000, 30000 + 5000) - 30000 paid = 0;
+    # subsistence min(50000, 30000 + 7000) - 30000 = 7000
     assert layers(doc)[2] == D("7000.00")
 
 

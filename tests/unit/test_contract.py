@@ -257,3 +257,27 @@ def test_the_lists_of_amounts_are_the_models_fields_in_order() -> None:
     assert BREAKDOWN_AMOUNTS == tuple(Breakdown.model_fields)
     fields = list(SettlementResult.model_fields)
     assert list(ONE_BILL_AMOUNTS) == fields[fields.index("total"):fields.index("personal") + 1]
+
+
+def test_a_final_check_character_x_is_read_as_capital_x_in_claims_and_the_registry():
+    claim = parse_claim(orjson.dumps({**EXAMPLE, "person_id": "34042119900101123x"}))
+    assert claim.person_id == "34042119900101123X"
+    from medsettle.contract import Person
+
+    assert Person.model_validate({"person_id": "34042119900101123x", "region": "340421"}).person_id == \
+        "34042119900101123X"
+    # the same claim with either spelling is the same content: a resend, not a duplicate
+    again = parse_claim(orjson.dumps({**EXAMPLE, "person_id": "34042119900101123X"}))
+    assert claim.content_key() == again.content_key()
+
+
+def test_a_document_names_its_attempt_and_a_compensation_in_its_message_id(reference_policy):
+    doc = document(reference_policy, claim_id="H1-2024-9", a="100")
+    assert doc.message_id == "settle:H1-2024-9"
+    retry = doc.model_copy(update={"attempt": 2})
+    assert retry.message_id == "settle:H1-2024-9#2"
+    undo = retry.model_copy(update={"kind": "cancel", "failure": "invariant broken"})
+    assert undo.message_id == "undo:H1-2024-9#2" and undo.compensating
+    from medsettle.contract import SettlementDocument
+
+    assert SettlementDocument.trusted(orjson.loads(undo.to_json())) == undo

@@ -123,9 +123,13 @@ def test_a_claim_applies_its_own_favoured_status_to_the_accumulated_base(referen
     ledger = Ledger()
     settle(reference_policy, ledger, level="county", a="40000")  # ordinary: base 10450, paid 0
     doc = settle(reference_policy, ledger, level="county", categories=["subsistence"], a="10000")
-    # basic (10000 - 300) × 80% = 7760; base 2240; favoured F(12690) - F(10450)
-    # = (12690 - 7500) × 65% - (10450 - 7500) × 65% = 3373.50 - 1917.50 = 1456
-    assert amounts(doc) == (D("7760.00"), D("1456.00"))
+    # basic (10000 - 300) × 80% = 7760; base 2240; favoured F(12690) - paid 0
+    # = (12690 - 7500) × 65% = 3373.50, but a claim pays at most its own base: 2240
+    assert amounts(doc) == (D("7760.00"), D("2240.00"))
+    later = settle(reference_policy, ledger, level="county", categories=["subsistence"], a="2000")
+    # basic (2000 - 300) × 80% = 1360; base 640, accumulated 13330; F(13330) = 5830 × 65% = 3789.50
+    # less 2240 paid = 1549.50, at most 640: the year stays short of F until a claim has room
+    assert amounts(later) == (D("1360.00"), D("640.00"))
 
 
 def test_outpatient_claims_do_not_count_towards_serious_illness(reference_policy):

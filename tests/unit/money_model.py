@@ -1,0 +1,191 @@
+"""The pipeline's pure decisions wired together in memory, for the sequence
+property test (test_money_sequences.py): eligibility's claim handling
+(``EligibilityStage._settle`` / ``_cancel`` on a loaded batch), each layer
+stage's ``layerstage.decide`` and the settlement stage's ``decide``, with
+what each stores kept in dicts the way their repositories keep it in
+PostgreSQL. No broker, no database: the decisions are the real ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import datetime as dt
+from typing import Any
+
+import orjson
+
+from medsettle import layerstage, topics
+from medsettle.contract import (
+    CancelClaim,
+    Hospital,
+    LayerName,
+    Person,
+    SettleClaim,
+    SettlementDocument,
+    SettlementResult,
+)
+from medsettle.pipeline import layer_functions
+from medsettle.policy import PolicyBook
+from medsettle.settings import ROOT, Settings
+from services.eligibility import repository as eligibility_repo
+from services.eligibility.app import EligibilityStage, _ClaimsBatch
+from services.settlement import decide as settlement
+from services.settlement.onebill import check_invariants
+
+AT = dt.datetime(2024, 6, 1, 9, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+LAYER_NAMES = {"basic": LayerName.BASIC, "insurer": LayerName.SERIOUS_ILLNESS, "assistance": LayerName.ASSISTANCE,
+               "backstop": LayerName.BACKSTOP}
+
+
+class MemoryLayer:
+    """One layer stage: its decision, and what ``layer_repository.save_batch`` would store."""
+
+    def __init__(self, layer: layerstage.Layer) -> None:
+        self.layer = layer
+        self.answers: dict[str, bytes] = {}
+        self.accumulators: dict[tuple[str, int], tuple[dict, int]] = {}
+        self.layers: dict[str, Any] = {}
+
+    def handle(self, batch: list[tuple[SettlementDocument, dict[str, Any]]]) -> list[bytes]:
+        cancels, keys, claim_ids = layerstage.needs(batch)
+        stored = layerstage.StoredState(
+            {m: self.answers[m] for m in cancels if m in self.answers},
+            {k: self.accumulators[k] for k in keys if k in self.accumulators},
+            {c: self.layers[c] for c in claim_ids if c in self.layers},
+        )
+        decision = layerstage.decide(self.layer, batch, stored)
+        for key, (state, version) in decision.accumulators.items():
+            assert self.accumulators.get(key, ({}, 0))[1] == version, "saved at a version it did not read"
+            self.accumulators[key] = (state.model_dump(mode="json"), version + 1)
+        for row in decision.new_layers.values():
+            existing = self.layers.get(row.claim_id)
+            if existing is None or (existing.attempt < row.attempt and existing.status != "settled"):
+                self.layers[row.claim_id] = row
+        for claim_id in decision.reversed_ids:
+            self.layers[claim_id] = dataclasses.replace(self.layers[claim_id], status="reversed")
+        for message_id, body in decision.inbox:
+            self.answers[message_id] = body
+        return decision.bodies
+
+    def accumulator(self, person_id: str, year: int = 2024):
+        return self.layer.accumulator_type.model_validate(self.accumulators.get((person_id, year), ({}, 0))[0])
+
+
+class MemorySettlement:
+    def __init__(self) -> None:
+        self.answers: dict[str, bytes] = {}
+        self.bills: dict[str, bytes] = {}
+        self.status: dict[str, str] = {}
+        self.failures: dict[tuple[str, int], settlement.Failure] = {}
+        self.answered: set[tuple[str, int]] = set()
+        self.dead_letters: list[str] = []
+        self.check = check_invariants
+
+    def handle(self, batch: list[tuple[SettlementDocument, bytes]]) -> list[settlement.Emit]:
+        cancels, claim_ids = settlement.needs([d for d, _ in batch])
+        stored = settlement.StoredState(
+            {m: self.answers[m] for m in cancels if m in self.answers},
+            {c: self.bills[c] for c in claim_ids if c in self.bills},
+            {k: f for k, f in self.failures.items() if k[0] in claim_ids},
+        )
+        decision = settlement.decide(batch, stored, clock=lambda: AT, check=self.check)
+        for bill, _, body in decision.bills:
+            self.bills[bill.claim_id] = body
+            self.status[bill.claim_id] = "settled"
+        for claim_id, _ in decision.reversals:
+            self.status[claim_id] = "reversed"
+        for message_id, body in decision.inbox:
+            self.answers[message_id] = body
+        for failure in decision.failures:
+            self.failures.setdefault((failure.claim_id, failure.attempt), failure)
+        self.answered.update(decision.answered_failures)
+        return [emit for emits in decision.emits for emit in emits]
+
+
+@functools.cache
+def _shared() -> tuple[EligibilityStage, PolicyBook]:
+    """Eligibility's stage (its claim handling keeps no state between batches) and the policies, read once."""
+    return EligibilityStage(Settings(), clock=lambda: AT), PolicyBook(ROOT / "policies")
+
+
+class MemoryPipeline:
+    """Eligibility, the four layers and settlement; ``send`` returns the hospital's answers."""
+
+    def __init__(self) -> None:
+        self.eligibility, self.policies = _shared()
+        self.layers = {
+            name: MemoryLayer(layerstage.Layer(LAYER_NAMES[name], apply, kind, self.policies.by_id))
+            for name, apply, kind in layer_functions()
+        }
+        self.settlement = MemorySettlement()
+        self.known: dict[str, eligibility_repo.ClaimRow] = {}
+        self.persons: dict[str, Person] = {}
+        self.hospitals: dict[str, Hospital] = {}
+
+    # ------------------------------------------------------------ registry
+    def register(self, *, persons: list[dict] = (), hospitals: list[dict] = ()) -> None:  # type: ignore[assignment]
+        for p in persons:
+            person = Person.model_validate(p)
+            self.persons[person.person_id] = person
+        for h in hospitals:
+            hospital = Hospital.model_validate(h)
+            self.hospitals[hospital.hospital_code] = hospital
+
+    # -------------------------------------------------------------- claims
+    def send(self, body: dict[str, Any]) -> list[SettlementResult]:
+        from medsettle.contract import parse_claim
+
+        claim = parse_claim(orjson.dumps(body))
+        failures = {
+            key: eligibility_repo.Failure(key[0], key[1], key in self.settlement.answered, f.compensation)
+            for key, f in self.settlement.failures.items() if key[0] in self.known
+        }
+        batch = _ClaimsBatch(
+            dict(self.hospitals), dict(self.persons),
+            {k: v for k, v in self.known.items() if k == claim.claim_id}, failures,
+        )
+        if isinstance(claim, CancelClaim):
+            out = self.eligibility._cancel(claim, batch)
+        else:
+            assert isinstance(claim, SettleClaim)
+            out = self.eligibility._settle(claim, batch)
+        for row in batch.new_rows + batch.retried:
+            self.known[row.claim_id] = row
+        for claim_id in batch.cancels:  # published at once here
+            self.known[claim_id].cancel_published = True
+        return self._route([out])
+
+    def review(self, claim_id: str, approve: bool) -> list[SettlementResult]:
+        row = self.known[claim_id]
+        assert row.status == "pending_review"
+        row.status = "accepted" if approve else "review_rejected"
+        row.review_reason = None if approve else "不符合意外伤害认定"
+        return self._route(self.eligibility._decision(row))
+
+    def _route(self, outgoing: list) -> list[SettlementResult]:
+        answers: list[SettlementResult] = []
+        queue = list(outgoing)
+        while queue:
+            message = queue.pop(0)
+            if message.topic == topics.SETTLEMENTS:
+                answers.append(SettlementResult.from_json(message.value))
+                continue
+            assert message.topic == topics.ELIGIBLE
+            body = message.value
+            for layer in self.layers.values():
+                raw = orjson.loads(body)
+                (body,) = layer.handle([(SettlementDocument.trusted(raw), raw["claim"])])
+            document = SettlementDocument.trusted(orjson.loads(body))
+            for emit in self.settlement.handle([(document, body)]):
+                if isinstance(emit, settlement.Answer):
+                    answers.append(SettlementResult.from_json(emit.body))
+                elif isinstance(emit, settlement.Compensate):
+                    from medsettle.runtime import Outgoing
+
+                    queue.append(Outgoing(topics.ELIGIBLE, emit.person_id.encode(), emit.body))
+                else:
+                    self.settlement.dead_letters.append(emit.reason)
+        return answers
+
+    def accumulators(self, person_id: str) -> dict[str, Any]:
+        return {name: layer.accumulator(person_id) for name, layer in self.layers.items()}

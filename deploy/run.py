@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy import dev_credentials
 from medsettle.embedded import EmbeddedBroker, EmbeddedPostgres, ensure_topics
 from medsettle.settings import ROOT, Settings
 from medsettle.topics import ALL_TOPICS
@@ -157,9 +158,10 @@ async def main() -> int:
             database_url = postgres.url
             print(f"[supervisor ] embedded PostgreSQL at {database_url}", flush=True)
         await ensure_topics(bootstrap, ALL_TOPICS, settings.partitions(embedded=broker is not None))
+        development = dev_credentials.environment(os.environ)  # make run only: the dev pair and a service token
         for name in available_services():
             supervisor.add(name, [sys.executable, "-m", f"services.{name}"],
-                           service_env(settings, bootstrap, database_url, name))
+                           service_env(settings, bootstrap, database_url, name, **development))
         await supervisor.start()
         print(f"[supervisor ] {', '.join(supervisor.children)} started; dashboard on "
               f"http://127.0.0.1:{settings.dashboard_port}; Ctrl-C stops everything", flush=True)

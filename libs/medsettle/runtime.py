@@ -348,7 +348,7 @@ class Runtime:
             from medsettle.httpserver import ServiceHttp
 
             self.http = ServiceHttp(service.name, self.settings.http_host, self.settings.metrics_port,
-                                    self.health, service.routes())
+                                    self.health, service.routes(), settings=self.settings, pool=service.pool)
             await self.http.start()
 
     async def close_database(self) -> None:

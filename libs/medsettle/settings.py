@@ -97,8 +97,9 @@ class Settings(BaseSettings):
     dashboard_host: str = Field("127.0.0.1", description="address the operator dashboard listens on")
     dashboard_users: dict[str, dict[str, str]] = Field(
         default_factory=dict,
-        description='dashboard users as JSON {"name": {"password_hash": "scrypt$...", "role": "viewer"|"operator"}}; '
-                    "empty: the development pair of services/dashboard/README.md",
+        description='operator users as JSON {"name": {"password_hash": "scrypt$...", "role": "viewer"|"operator"}}, '
+                    "for the dashboard and the services' operator APIs; empty: nobody signs in (make run sets the "
+                    "development pair, deploy/dev_credentials.py)",
     )
     dashboard_secret: str | None = Field(
         None, description="key signing the dashboard's session cookie; unset: random per start")
@@ -119,6 +120,19 @@ class Settings(BaseSettings):
         },
         description="each service's /metrics, read by the dashboard for consumer lag and dead letters (JSON object)",
     )
+
+    # ------------------------------------------------ security (operator access, secrets)
+    operator_api_token: str | None = Field(
+        None, repr=False,
+        description="the dashboard's service credential for the services' operator APIs (Authorization: Bearer); "
+                    "unset: the services accept people's HTTP Basic only, and the dashboard cannot call them",
+    )
+    dashboard_development_users: bool = Field(
+        False, description="set by make run only: DASHBOARD_USERS holds the development pair, named on the login page")
+    login_throttle_failures: int = Field(
+        5, ge=1, description="failed sign-ins of one user name or one address before it must wait")
+    login_throttle_seconds: float = Field(
+        300.0, gt=0, description="the window of those failures, and how long the wait lasts")
 
     # ------------------------------------------------ Kafka clients
 

@@ -18,6 +18,7 @@ from medsettle.httpserver import ServiceHttp
 from services.eligibility.app import EligibilityStage
 from tests.factories import hospital_record
 from tests.harness import Pipeline, fresh_database, pipeline_settings
+from tests.security import credentials
 
 SIGNING_HOSPITAL = "H3404210199"
 SIGNING_KEY = "township-hospital-signing-key"
@@ -47,7 +48,8 @@ async def own_broker(log_path: Path) -> AsyncIterator[str]:
 @dataclass
 class System:
     pipeline: Pipeline
-    api: httpx.AsyncClient  # eligibility's operator API
+    api: httpx.AsyncClient  # eligibility's operator API, signed in as an operator
+    url: str = ""
 
     @property
     def hospital(self):  # noqa: ANN201
@@ -71,14 +73,16 @@ async def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         await pipeline.start()
         eligibility = pipeline.runtime(EligibilityStage)
         port = free_port()
-        http = ServiceHttp("eligibility", "127.0.0.1", port, eligibility.health, eligibility.service.routes())
+        http = ServiceHttp("eligibility", "127.0.0.1", port, eligibility.health, eligibility.service.routes(),
+                           guard=credentials.guard(), pool=eligibility.service.pool)
         try:
             await http.start()
             await pipeline.register(hospitals=[hospital_record(code, level) for level, code in HOSPITALS.items()]
                                     + [hospital_record(SIGNING_HOSPITAL, "township"),
                                        hospital_record(OTHER_SIGNING_HOSPITAL, "township")])
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as api:
-                yield System(pipeline, api)
+            url = f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=url, timeout=10, auth=credentials.as_operator()) as api:
+                yield System(pipeline, api, url)
         finally:
             await http.stop()
             await pipeline.stop()

@@ -95,9 +95,13 @@ class Users:
 
 class LoginThrottle:
     """Failed sign-ins counted per user name and per client address: after
-    ``failures`` of them within ``window`` seconds, that name (or address) is
-    refused without checking the password until the window has passed. A
-    success clears the name's count. In memory, per process."""
+    ``failures`` of them for one name within ``window`` seconds (or ten times
+    as many from one address, which may be a proxy many people share), that
+    name (or address) is refused without checking the password until the
+    window has passed. A success clears the name's count. In memory, per
+    process."""
+
+    ADDRESS_FACTOR = 10
 
     def __init__(self, failures: int = 5, window: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.failures = failures
@@ -117,12 +121,13 @@ class LoginThrottle:
     def retry_after(self, name: str, address: str | None) -> float:
         """Seconds until ``name`` from ``address`` may try again (0: now)."""
         waits = []
-        for key in (f"user:{name}", f"addr:{address}" if address else None):
+        for key, allowed in ((f"user:{name}", self.failures),
+                             (f"addr:{address}" if address else None, self.failures * self.ADDRESS_FACTOR)):
             if key is None:
                 continue
             times = self._recent(key)
-            if len(times) >= self.failures:
-                waits.append(times[-self.failures] + self.window - self.clock())
+            if len(times) >= allowed:
+                waits.append(times[-allowed] + self.window - self.clock())
         return max([0.0, *waits])
 
     def failed(self, name: str, address: str | None) -> None:

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from medsettle import topics
 from medsettle.access import hide_categories
-from medsettle.logs import mask_identities
+from medsettle.logs import mask_identities, mask_names, mask_text, names_in
 from medsettle.runtime import Outgoing, Service, create_app
 from medsettle.settings import Settings
 from services.operations import repository as repo
@@ -54,10 +54,17 @@ def shown(letter: dict[str, Any], *, categories: bool = False) -> dict[str, Any]
         except orjson.JSONDecodeError:
             pass
         else:
+            names = names_in(original)  # the error may quote them: masked there too
+            if names and isinstance(letter.get("error"), str):
+                letter["error"] = mask_names(letter["error"], names)
             if not categories:
                 original = hide_categories(original)
             letter["original"] = orjson.dumps(mask_identities(None, "", {"original": original})["original"]).decode()
-    return mask_identities(None, "", letter)
+    key = letter.pop("key", None)  # the record's key (a claim id, a person's identity number): not a secret
+    shown = mask_identities(None, "", letter)
+    if key is not None:
+        shown["key"] = mask_text(str(key))
+    return shown
 
 
 class OperationsService(Service):

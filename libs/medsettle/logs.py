@@ -26,14 +26,19 @@ ID_NUMBER = re.compile(r"(?<!\d)(\d{6})(\d{8})(\d{3}[0-9Xx])(?!\d)")
 QUOTED_INPUT = re.compile(r"input_value=.*?(?=, input_type=)", re.DOTALL)
 ID_KEYS = {"person_id", "id_number", "idcard"}
 NAME_KEYS = {"name", "person_name", "patient_name"}
+# a name field inside a text (a JSON or Python fragment that could not be parsed as a whole)
+NAME_FIELD = re.compile(r"""(["'](?:%s)["']\s*:\s*["'])([^"'\\]*)""" % "|".join(sorted(NAME_KEYS)))
 SECRET_KEYS = {"key", "hospital_keys", "signature", "password", "secret", "token", "operator_api_token",
                "authorization", "dashboard_users", "password_hash", "sasl_plain_password"}
 
 
 def mask_text(text: str) -> str:
     """``text`` with every resident identity number masked and the input a
-    validation error quotes left out."""
-    return ID_NUMBER.sub(lambda m: m.group(1) + "*" * 8 + m.group(3), QUOTED_INPUT.sub("input_value=***", text))
+    validation error quotes left out; a name field found in it (``"name": "..."``)
+    masked."""
+    text = QUOTED_INPUT.sub("input_value=***", text)
+    text = NAME_FIELD.sub(lambda m: m.group(1) + mask_name(m.group(2)), text)
+    return ID_NUMBER.sub(lambda m: m.group(1) + "*" * 8 + m.group(3), text)
 
 
 _mask_text = mask_text

@@ -28,6 +28,8 @@ def test_a_validation_error_never_quotes_its_input_into_a_log_or_an_answer():
              "'340421199001011234', 'name': '欧阳娜娜'}, input_type=dict]")
     masked = mask_text(error)
     assert "欧阳娜娜" not in masked and "input_value=***" in masked and "input_type=dict" in masked
+    cut_off = mask_text('unreadable: {"person_id": "340421199001011234", "name": "欧阳娜娜", "items": [')
+    assert "欧阳娜娜" not in cut_off and '"name": "欧***"' in cut_off
 
 
 def test_log_events_mask_names_identities_and_secrets_by_key():

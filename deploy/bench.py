@@ -342,11 +342,12 @@ class Cashier:
         self._reader = asyncio.create_task(self._read())
 
     async def _partitions(self, topic: str) -> list[TopicPartition]:
+        # the producer asks the broker for this topic's metadata (a consumer that
+        # subscribes to nothing only learns of the topics Tansu volunteers)
         for _ in range(100):
-            found = self.consumer.partitions_for_topic(topic)
+            found = await self.producer.partitions_for(topic)
             if found:
                 return [TopicPartition(topic, p) for p in sorted(found)]
-            await self.consumer.topics()
             await asyncio.sleep(0.1)
         raise RuntimeError(f"topic {topic} has no partitions")
 

@@ -52,9 +52,23 @@ def start_broker(kind: str, folder) -> Broker:  # noqa: ANN001 - a pathlib.Path 
 
 
 @pytest.fixture(scope="session", params=broker_kinds())
-def broker_kind(request: pytest.FixtureRequest) -> str:
-    """The broker the test runs on: tansu, kafka (or external: KAFKA_BOOTSTRAP_SERVERS)."""
-    return str(request.param)
+def broker_kind(request: pytest.FixtureRequest):
+    """The broker the test runs on: tansu, kafka (or external: KAFKA_BOOTSTRAP_SERVERS).
+
+    On Tansu the producers are not idempotent (it has no InitProducerId): the
+    variable reaches every ``Settings`` the tests build and every service
+    process they start."""
+    kind = str(request.param)
+    before = os.environ.get("KAFKA_IDEMPOTENT_PRODUCER")
+    if kind == "tansu":
+        os.environ["KAFKA_IDEMPOTENT_PRODUCER"] = "false"
+    elif kind == "kafka":
+        os.environ["KAFKA_IDEMPOTENT_PRODUCER"] = "true"
+    yield kind
+    if before is None:
+        os.environ.pop("KAFKA_IDEMPOTENT_PRODUCER", None)
+    else:
+        os.environ["KAFKA_IDEMPOTENT_PRODUCER"] = before
 
 
 @pytest.fixture(scope="session")

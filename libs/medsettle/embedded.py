@@ -159,6 +159,10 @@ async def ensure_topics(
                     await admin.create_topics([NewTopic(t, partitions, copies) for t in missing])
                 except TopicAlreadyExistsError:
                     pass
+            # Apache Kafka creates its offsets topic on the first FindCoordinator:
+            # asking once here spares every consumer that starts next the errors
+            # (GroupCoordinatorNotAvailable) and a retry.
+            await admin.find_coordinator("settlement-start-up")
             return
         except (KafkaError, OSError) as exc:
             if time.monotonic() > deadline:

@@ -5,7 +5,8 @@ controller on loopback free ports, its log on disk so that a restarted node
 keeps its messages. Nothing starts at import.
 
 ``ApacheKafka()`` is one node; ``ApacheKafka(nodes=3)`` a cluster of three
-(replication factor 3, ``min.insync.replicas=2``). The configuration is open
+(replication factor 3, ``min.insync.replicas=2``). ``port`` fixes the first
+node's client port (``make run``); every other port is a free one. The configuration is open
 to profiles on top of it: ``extra_properties`` (added to every node's
 ``server.properties``; values may use ``{node_id}``, ``{port}``,
 ``{controller_port}``, ``{dir}`` and ``{port:NAME}``), ``extra_listeners``
@@ -305,6 +306,7 @@ class ApacheKafka:
         nodes: int = 1,
         *,
         dir: Path | None = None,
+        port: int = 0,
         heap: str = "512m",
         heap_initial: str = "256m",
         offsets_partitions: int = 8,
@@ -331,7 +333,8 @@ class ApacheKafka:
         self.nodes: list[KafkaNode] = []
         for node_id in range(1, nodes + 1):
             self.nodes.append(KafkaNode(
-                self, node_id, free_port(), free_port(), self.dir / f"node-{node_id}",
+                self, node_id, (port if node_id == 1 and port else free_port()), free_port(),
+                self.dir / f"node-{node_id}",
                 {name: free_port() for name in self.extra_listeners},
             ))
 

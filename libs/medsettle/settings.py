@@ -62,6 +62,12 @@ class Settings(BaseSettings):
                     "default: 700); the objects alive after start-up are frozen out of its scans. 0: Python's "
                     "defaults. At 700 the collector took about 40% of a stage's CPU per claim",
     )
+    kafka_idempotent_producer: bool = Field(
+        True,
+        description="the idempotent producer (KIP-98: the broker drops a retried batch it already wrote, so a "
+                    "retry after a lost answer never writes a document twice); Apache Kafka has it, the embedded "
+                    "Tansu broker does not (its InitProducerId fails), so whatever starts Tansu sets this false",
+    )
     consumer_instance_id: str | None = Field(
         None,
         description="static consumer-group membership (KIP-345): a process restarted with the same id takes its "
@@ -145,7 +151,10 @@ class Settings(BaseSettings):
     def producer_options(self) -> dict[str, Any]:
         """How every service's producer sends; the bench's bare relays send the
         same way, so that the floor measures the same clients."""
-        return {"acks": "all", "linger_ms": 1, "max_batch_size": self.producer_batch_bytes}
+        options: dict[str, Any] = {"acks": "all", "linger_ms": 1, "max_batch_size": self.producer_batch_bytes}
+        if self.kafka_idempotent_producer:
+            options["enable_idempotence"] = True
+        return options
 
     def consumer_options(self) -> dict[str, Any]:
         """How every service's consumer fetches (offsets committed by hand,

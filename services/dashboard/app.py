@@ -112,6 +112,8 @@ class Dashboard:
     async def start(self) -> None:
         if not self.settings.database_url:
             raise RuntimeError("DATABASE_URL is not set (make run sets it to the embedded server)")
+        if not self.users.names:  # nobody could sign in: a configuration mistake, said at once
+            raise RuntimeError("DASHBOARD_USERS has no users (python -m services.dashboard hash-password makes one)")
         self.pool = await repo.create_pool(self.settings.database_url, size=self.settings.dashboard_pool_size)
         if self.users.development:
             log.warning("dashboard_development_users", users=self.users.names,

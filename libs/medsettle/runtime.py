@@ -199,7 +199,7 @@ class Lane:
             client_id=self.runtime.service.name,
             group_id=self.runtime.group_id(self.topic),
             group_instance_id=settings.consumer_instance_id,
-            **settings.consumer_options(),
+            **settings.consumer_options(), **settings.kafka_client_security(),
         )
         self.consumer.subscribe([self.topic], listener=_CommitBeforeRevoke(self))
         await self.consumer.start()
@@ -295,7 +295,7 @@ class Runtime:
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             client_id=service.name,
-            **settings.producer_options(),
+            **settings.producer_options(), security=settings.faststream_security(),
             logger=None,
             graceful_timeout=20.0,
             description=f"one-stop settlement: {service.name}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -139,6 +139,44 @@ class Settings(BaseSettings):
         5, ge=1, description="failed sign-ins of one user name or one address before it must wait")
     login_throttle_seconds: float = Field(
         300.0, gt=0, description="the window of those failures, and how long the wait lasts")
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL", "SASL_PLAINTEXT"] = Field(
+        "PLAINTEXT", description="how the Kafka clients connect: PLAINTEXT (make run), or SASL_SSL on the secure "
+                                 "profile (SCRAM user and password below, the broker's certificate checked against "
+                                 "KAFKA_SSL_CAFILE)")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="the SASL mechanism of the Kafka clients")
+    kafka_username: str | None = Field(None, description="this service's Kafka principal (SCRAM user)")
+    kafka_password: str | None = Field(None, repr=False, description="its SCRAM password")
+    kafka_ssl_cafile: Path | None = Field(None, description="the CA that signed the broker's certificate (PEM)")
+
+    def kafka_client_security(self) -> dict[str, Any]:
+        """The security arguments of an aiokafka client (consumer, producer, admin)."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return {}
+        options: dict[str, Any] = {
+            "security_protocol": self.kafka_security_protocol,
+            "sasl_mechanism": self.kafka_sasl_mechanism,
+            "sasl_plain_username": self.kafka_username,
+            "sasl_plain_password": self.kafka_password,
+        }
+        if self.kafka_security_protocol == "SASL_SSL":
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile
+                                                        else None)
+        return options
+
+    def faststream_security(self) -> Any:
+        """The same for faststream's ``KafkaBroker(security=...)``; None on PLAINTEXT."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return None
+        from faststream.security import SASLPlaintext, SASLScram256, SASLScram512
+
+        kind = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+        options = self.kafka_client_security()
+        return kind[self.kafka_sasl_mechanism](self.kafka_username or "", self.kafka_password or "",
+                                               ssl_context=options.get("ssl_context"),
+                                               use_ssl=self.kafka_security_protocol == "SASL_SSL")
 
     # ------------------------------------------------ Kafka clients
 

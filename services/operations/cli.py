@@ -56,7 +56,8 @@ async def main(argv: list[str]) -> int:
             print(orjson.dumps(shown(letter), option=orjson.OPT_INDENT_2).decode())
             return 0
         entry = await _audit_begin(settings.database_url, args.id, args.operator)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
+                                    **settings.kafka_client_security())
         await producer.start()
         try:
             message = replay_message(letter)

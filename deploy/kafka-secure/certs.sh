@@ -3,6 +3,7 @@
 # (default .kafka-certs/, ignored by git: no key is ever committed).
 #   ca.pem, ca.key          the CA (clients trust ca.pem)
 #   broker.p12               the broker's key and certificate (PKCS#12, password in broker.password)
+#   ca.key                   the CA's key (mode 600; not mounted anywhere it is not needed)
 # The certificate names localhost, 127.0.0.1 and kafka (compose's host name).
 # Made once; delete the folder to make new ones.
 set -eu
@@ -11,7 +12,7 @@ if [ -f "$dir/broker.p12" ] && [ -f "$dir/ca.pem" ]; then
     exit 0
 fi
 mkdir -p "$dir"
-chmod 700 "$dir"
+chmod 755 "$dir"  # compose's Kafka container (another uid) reads the keystore and its password
 cd "$dir"
 umask 077
 openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=medsettle test CA" \
@@ -23,6 +24,6 @@ openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 
 openssl rand -hex 24 > broker.password
 openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem -name broker \
     -passout "file:broker.password" -out broker.p12
-chmod 644 ca.pem broker.p12
-rm -f broker.csr broker.ext ca.srl
+chmod 644 ca.pem broker.p12 broker.password
+rm -f broker.csr broker.ext ca.srl broker.key  # the key lives on in broker.p12 only; ca.key stays 600
 echo "certificates in $dir"

@@ -175,29 +175,7 @@ class SecureKafka:
 
     async def prepare(self, partitions: int) -> None:
         """The topics (as admin) and every principal's ACLs."""
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-        from aiokafka.errors import TopicAlreadyExistsError
-        from aiokafka.protocol.admin import CreateAclsRequest
-
-        admin = AIOKafkaAdminClient(**self.client(ADMIN), request_timeout_ms=15000)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            missing = [t for t in topics.ALL_TOPICS if t not in existing]
-            if missing:
-                try:
-                    await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
-                except TopicAlreadyExistsError:
-                    pass
-            client = admin._client  # aiokafka's admin has no create_acls: its protocol class, sent as admin does
-            for resource, name, pattern, principal, operation in acl_bindings():
-                request = CreateAclsRequest(resource, name, pattern, principal, "*", operation, _ALLOW)
-                response = await client.send(client.get_random_node(), request)
-                errors = [(code, message) for code, message in response.creation_responses if code]
-                if errors:
-                    raise RuntimeError(f"ACL {principal} {operation} on {name} refused: {errors}")
-        finally:
-            await admin.close()
+        await prepare(self.client(ADMIN), partitions)
 
     def stop(self) -> None:
         self.kafka.stop()
@@ -207,3 +185,49 @@ class SecureKafka:
 
     def restart(self) -> None:
         self.kafka.restart()
+
+
+async def prepare(admin_client: Mapping[str, Any], partitions: int) -> None:
+    """Create the topics that are missing and every principal's ACLs, signed in
+    as ``admin`` (``admin_client``: aiokafka's arguments). Safe to run again."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+    from aiokafka.protocol.admin import CreateAclsRequest
+
+    admin = AIOKafkaAdminClient(**admin_client, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics.ALL_TOPICS if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+            except TopicAlreadyExistsError:
+                pass
+        client = admin._client  # aiokafka's admin has no create_acls: its protocol class, sent as admin does
+        for resource, name, pattern, principal, operation in acl_bindings():
+            request = CreateAclsRequest(resource, name, pattern, principal, "*", operation, _ALLOW)
+            response = await client.send(client.get_random_node(), request)
+            errors = [(code, message) for code, message in response.creation_responses if code]
+            if errors:
+                raise RuntimeError(f"ACL {principal} {operation} on {name} refused: {errors}")
+    finally:
+        await admin.close()
+
+
+def main() -> int:
+    """``python -m medsettle.secure_kafka``: compose's topics job on the secure
+    profile, signed in with the ``KAFKA_*`` settings of the environment (admin)."""
+    import asyncio
+
+    from medsettle.settings import Settings
+
+    settings = Settings()
+    client = {"bootstrap_servers": settings.kafka_bootstrap_servers, **settings.kafka_client_security()}
+    asyncio.run(prepare(client, settings.partitions(embedded=False)))
+    print(f"topics and ACLs ready on {settings.kafka_bootstrap_servers}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

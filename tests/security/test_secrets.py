@@ -17,8 +17,11 @@ from medsettle.db import create_pool, migrate
 from medsettle.settings import ROOT
 from tests.harness import fresh_database
 
+KAFKA_PRINCIPALS = ("ELIGIBILITY", "BASIC", "INSURER", "ASSISTANCE", "BACKSTOP", "SETTLEMENT", "OPERATIONS",
+                    "REGISTRY", "GATEWAY")
 SECRETS = ("POSTGRES_PASSWORD", "DASHBOARD_USERS", "DASHBOARD_SECRET", "OPERATOR_API_TOKEN",
-           "GRAFANA_ADMIN_PASSWORD", "GRAFANA_DB_PASSWORD")
+           "GRAFANA_ADMIN_PASSWORD", "GRAFANA_DB_PASSWORD", "KAFKA_ADMIN_PASSWORD",
+           *(f"KAFKA_PASSWORD_{p}" for p in KAFKA_PRINCIPALS))
 READER_SQL = ROOT / "deploy" / "grafana" / "sql" / "reader.sql"
 
 
@@ -50,6 +53,13 @@ def test_compose_refuses_to_start_without_each_secret_and_has_no_default_credent
         assert ("OPERATOR_API_TOKEN" in env) == (name in ("eligibility", "operations", "dashboard")), name
         assert ("DASHBOARD_USERS" in env) == (name in ("eligibility", "operations", "dashboard")), name
     assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "value-of-grafana_admin_password"
+    # the secure Kafka profile: each service signs in as its own principal over SASL_SSL, no PLAINTEXT listener
+    for name in ("eligibility", "basic", "insurer", "assistance", "backstop", "settlement", "operations"):
+        env = services[name]["environment"]
+        assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_USERNAME"]) == ("SASL_SSL", name)
+        assert env["KAFKA_PASSWORD"] == f"value-of-kafka_password_{name}"
+    assert services["topics"]["environment"]["KAFKA_USERNAME"] == "admin"
+    assert "PLAINTEXT://" not in config and "PLAINTEXT" not in str(services["kafka"])
 
 
 @pytest.fixture

@@ -106,6 +106,23 @@ class Supervisor:
         if process is not None and process.returncode is None:
             process.kill()
 
+    async def terminate(self, name: str, timeout: float = 30.0) -> None:
+        """SIGTERM one child (a rolling restart), wait until it is gone and the
+        watcher has started it again."""
+        child = self.children[name]
+        process = child.process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        deadline = time.monotonic() + timeout
+        while child.process is process and not self.stopping and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+
     async def stop(self) -> None:
         self.stopping = True
         if self._watch is not None:

@@ -293,7 +293,7 @@ class Runtime:
         self._lag_updated: dict[str, float] = {}
         self._lag_watch: asyncio.Task | None = None
         self.broker = KafkaBroker(
-            settings.kafka_bootstrap_servers,
+            settings.bootstrap_list(),
             client_id=service.name,
             **settings.producer_options(), security=settings.faststream_security(),
             logger=None,

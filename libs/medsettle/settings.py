@@ -180,6 +180,11 @@ class Settings(BaseSettings):
 
     # ------------------------------------------------ Kafka clients
 
+    def bootstrap_list(self) -> list[str]:
+        """``KAFKA_BOOTSTRAP_SERVERS`` as a list of host:port: FastStream takes a
+        string for one address (``"a:1,b:2"`` would be one host named ``a:1,b``)."""
+        return [server.strip() for server in self.kafka_bootstrap_servers.split(",") if server.strip()]
+
     def partitions(self, *, embedded: bool) -> int:
         """Partitions of the topics created at start-up (``topic_partitions``)."""
         if self.topic_partitions is not None:

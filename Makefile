@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/libs:$(CURDIR)
 SERVICES := eligibility basic insurer assistance backstop settlement
 
-.PHONY: run test demo docs bench bench-import chaos policy-check system-deps clean
+.PHONY: run test demo docs bench bench-import chaos policy-check system-deps kafka kafka-certs clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,15 @@ run: $(VENV)/.installed
 system-deps:
 	deploy/system-deps.sh
 
-test: $(VENV)/.installed system-deps
+# Apache Kafka (deploy/kafka/pom.xml) from Maven Central into .kafka/lib, once.
+kafka: $(VENV)/.installed
+	$(PY) -c "from medsettle.kafka_broker import kafka_lib; print('Apache Kafka in', kafka_lib())"
+
+# The secure Kafka profile's CA and broker certificate into .kafka-certs/ (ignored by git), once.
+kafka-certs:
+	sh deploy/kafka-secure/certs.sh .kafka-certs
+
+test: $(VENV)/.installed system-deps kafka
 	$(PY) -m pytest
 
 demo: $(VENV)/.installed
@@ -44,4 +52,4 @@ policy-check: $(VENV)/.installed
 	$(PY) -m medsettle.policy $(FILE)
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .hypothesis docs/asyncapi bench-results
+	rm -rf $(VENV) .kafka .kafka-certs .run .pytest_cache .hypothesis docs/asyncapi bench-results

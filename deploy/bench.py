@@ -63,6 +63,8 @@ def hop_topics(run: str) -> list[str]:
 
 # ------------------------------------------------------------ infrastructure
 
+BROKER_NAMES = {"tansu": "the embedded Tansu broker", "kafka": "Apache Kafka (one KRaft node)"}
+
 
 def with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
@@ -107,12 +109,23 @@ def start_infrastructure(args: argparse.Namespace) -> Infrastructure:
     infra = Infrastructure(args.bootstrap or "", args.database_url or "", None, None)
     try:
         if not infra.bootstrap:
-            broker = EmbeddedBroker(log_path=Path(args.out).parent / "logs" / "broker.log")
-            Path(args.out).parent.joinpath("logs").mkdir(parents=True, exist_ok=True)
-            broker.start()
-            infra.closers.append(broker.stop)
-            infra.bootstrap = broker.bootstrap
-            infra.broker_pid = broker.process.pid if broker.process else None
+            logs = Path(args.out).parent / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            if args.broker == "kafka":
+                from medsettle.kafka_broker import ApacheKafka
+
+                kafka = ApacheKafka()  # a fresh log in a temporary folder, deleted after the run
+                infra.closers.append(kafka.cleanup)
+                kafka.start()
+                infra.bootstrap = kafka.bootstrap
+                process = kafka.nodes[0].process
+                infra.broker_pid = process.pid if process else None
+            else:
+                broker = EmbeddedBroker(log_path=logs / "broker.log")
+                broker.start()
+                infra.closers.append(broker.stop)
+                infra.bootstrap = broker.bootstrap
+                infra.broker_pid = broker.process.pid if broker.process else None
         if not infra.server_url:
             postgres = EmbeddedPostgres()
             postgres.start()
@@ -342,11 +355,12 @@ class Cashier:
         self._reader = asyncio.create_task(self._read())
 
     async def _partitions(self, topic: str) -> list[TopicPartition]:
+        # the producer asks the broker for this topic's metadata (a consumer that
+        # subscribes to nothing only learns of the topics Tansu volunteers)
         for _ in range(100):
-            found = self.consumer.partitions_for_topic(topic)
+            found = await self.producer.partitions_for(topic)
             if found:
                 return [TopicPartition(topic, p) for p in sorted(found)]
-            await self.consumer.topics()
             await asyncio.sleep(0.1)
         raise RuntimeError(f"topic {topic} has no partitions")
 
@@ -604,7 +618,8 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
         "command": " ".join(["python -m deploy.bench", *sys.argv[1:]]),
         "machine": {"cores": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
                     "python": platform.python_version()},
-        "config": {"persons": args.persons, "hospitals": len(population.hospitals), "partitions": args.partitions,
+        "config": {"broker": args.broker, "persons": args.persons, "hospitals": len(population.hospitals),
+                   "partitions": args.partitions,
                    "seconds": args.seconds, "latency_seconds": args.latency_seconds, "in_flight": args.in_flight},
     }
     await create_topics(infra.bootstrap, [*topics.ALL_TOPICS, *hop_topics(population.run)], args.partitions)
@@ -776,7 +791,8 @@ def start_profilers(processes: Processes, out: Path, seconds: float) -> list[sub
 def table(results: dict[str, Any]) -> str:
     config = results["config"]
     lines = [
-        f"one-stop settlement bench — {config['persons']:,} persons, {config['hospitals']} hospitals, "
+        f"one-stop settlement bench on {BROKER_NAMES.get(config.get('broker', 'tansu'), 'a given broker')} — "
+        f"{config['persons']:,} persons, {config['hospitals']} hospitals, "
         f"{config['partitions']} partitions, {results['machine']['cores']} cores",
         f"command: {results['command']}",
         "",
@@ -850,14 +866,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="py-spy every service during the window")
     parser.add_argument("--trace", action="store_true",
                         help="also read every stage's topic: when each stage's output appears (latency runs)")
+    parser.add_argument("--broker", choices=("tansu", "kafka"), default=os.environ.get("BROKER", "tansu"),
+                        help="the broker the bench starts: the embedded Tansu (default) or a single-node Apache "
+                             "Kafka with a fresh log (BROKER=kafka make bench)")
     parser.add_argument("--bootstrap", default=os.environ.get("BENCH_KAFKA_BOOTSTRAP_SERVERS"),
-                        help="an existing broker (default: the embedded one)")
+                        help="an existing broker instead (KAFKA_IDEMPOTENT_PRODUCER=false if it is a Tansu)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
                         help="an existing PostgreSQL server; a fresh database is made on it (default: embedded)")
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "bench.json"))
     args = parser.parse_args(argv)
+    if args.bootstrap:
+        args.broker = "given"
+    elif args.broker == "tansu":
+        os.environ["KAFKA_IDEMPOTENT_PRODUCER"] = "false"  # Tansu has no InitProducerId; the services inherit it
+    else:
+        os.environ["KAFKA_IDEMPOTENT_PRODUCER"] = "true"
     if args.partitions is None:
-        args.partitions = Settings().partitions(embedded=args.bootstrap is None)
+        args.partitions = Settings().partitions(embedded=args.broker == "tansu")
     if args.latency_seconds is None:
         args.latency_seconds = max(5.0, args.seconds / 2)
     return args

@@ -8,6 +8,13 @@ supervisor restarts it) and restarts the broker once, losing every message in
 flight. A hospital that gets no answer resends the identical claim, as a real
 HIS would; eligibility re-drives stuck claims from PostgreSQL.
 
+``--broker kafka-cluster`` runs it on three Apache Kafka nodes (replication
+factor 3, ``min.insync.replicas=2``, idempotent producers with acks=all)
+instead: one node is SIGKILLed and restarted mid-run, then the active
+controller. ``--copies 2`` runs two processes of every service sharing its
+partitions, and ``--rolling`` restarts them one after another once the kills
+are over.
+
 At the end every claim must have exactly one final state, every person's
 accumulators must equal those of the same claims run through the pure layer
 functions in order, and the fund totals per layer must equal the sum of the
@@ -38,6 +45,7 @@ from medsettle import topics
 from medsettle.accumulator import Counters
 from medsettle.contract import SettlementDocument, SettlementResult
 from medsettle.embedded import EmbeddedBroker, EmbeddedPostgres, ensure_topics
+from medsettle.kafka_broker import ApacheKafka
 from medsettle.pipeline import layer_functions
 from medsettle.policy import PolicyBook
 from medsettle.settings import ROOT, Settings
@@ -73,6 +81,9 @@ class Report:
     kills: int
     details: list[str]
     broker_restarts: int = 0
+    redriven: int = 0  # claims eligibility re-drove from PostgreSQL at least once
+    broker_events: list[str] = field(default_factory=list)
+    rolled: int = 0  # processes restarted one after another (--rolling)
 
     def line(self) -> str:
         return (f"claims {self.claims}, confirmed {self.confirmed}, lost {self.lost}, "
@@ -118,8 +129,9 @@ def plan(persons: int, claims: int, seed: int) -> tuple[list[dict], dict[str, li
 class Hospitals:
     """Every hospital's HIS at once: sends, resends, and reads the answers."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, idempotent: bool = False) -> None:
         self.bootstrap = bootstrap
+        self.idempotent = idempotent
         self.answers: dict[str, list[SettlementResult]] = defaultdict(list)
         self.arrived = asyncio.Event()
         self.producer: AIOKafkaProducer | None = None
@@ -127,7 +139,8 @@ class Hospitals:
         self.task: asyncio.Task | None = None
 
     def _new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=10000)
+        return AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=10000,
+                                enable_idempotence=self.idempotent)
 
     async def start(self) -> None:
         self.producer = self._new_producer()
@@ -223,8 +236,10 @@ async def reversal_recorded(database_url: str, claim_id: str, deadline: float) -
 
 
 async def drive_person(his: Hospitals, claims: list[Claim], deadline: float, resend_every: float,
-                       database_url: str) -> None:
-    for claim in claims:
+                       database_url: str, gap: float = 0.0) -> None:
+    for n, claim in enumerate(claims):
+        if n and gap:  # a cashier's queue: the next patient comes later
+            await asyncio.sleep(gap)
         await his.send(claim.body)
         got = await his.until(claim.claim_id, {"settled", "rejected"}, 0, claim.body, resend_every, deadline)
         if got is None or got.status != "settled" or not claim.cancel:
@@ -250,16 +265,61 @@ async def drive_person(his: Hospitals, claims: list[Claim], deadline: float, res
             await reversal_recorded(database_url, claim.claim_id, deadline)
 
 
-async def chaos_monkey(supervisor: Supervisor, broker: EmbeddedBroker, rng: random.Random, stop: asyncio.Event,
-                       every: tuple[float, float], restart_broker_after: float, partitions: int,
-                       chaos_seconds: float) -> tuple[int, int]:
-    """Kill a random service every ``every`` seconds and restart the broker once, for ``chaos_seconds``.
+BROKER_DOWN_SECONDS = 5.0
+"""How long a killed Apache Kafka node stays down before it is started again."""
+
+
+async def kill_kafka_node(cluster: ApacheKafka, controller: bool, events: list[str]) -> None:
+    """SIGKILL one node of the cluster (the active controller, or one that is
+    not), and start it again on the same log after ``BROKER_DOWN_SECONDS``."""
+    active = cluster.active_controller()
+    if controller and active is not None:
+        victim = active
+    else:
+        victim = next(n.node_id for n in cluster.nodes if n.node_id != active)
+    role = "the active controller" if victim == active else "a follower controller"
+    print(f"chaos: SIGKILL Kafka node {victim} ({role})", file=sys.stderr, flush=True)
+    node = cluster.node(victim)
+    down = time.monotonic()
+    node.kill()
+    await asyncio.sleep(BROKER_DOWN_SECONDS)
+    await asyncio.to_thread(node.start)
+    events.append(f"node {victim} ({role}) SIGKILLed, back after {time.monotonic() - down:.0f} s"
+                  f" (controller then: node {cluster.active_controller()})")
+    print(f"chaos: {events[-1]}", file=sys.stderr, flush=True)
+
+
+def victims(copies: int) -> list[str]:
+    return [name if copies == 1 else f"{name}-{n}" for name in LAYER_SERVICES for n in range(1, copies + 1)]
+
+
+async def chaos_monkey(supervisor: Supervisor, broker: EmbeddedBroker | ApacheKafka, rng: random.Random,
+                       stop: asyncio.Event, every: tuple[float, float], restart_broker_after: float, partitions: int,
+                       chaos_seconds: float, events: list[str] | None = None, copies: int = 1) -> tuple[int, int]:
+    """Kill a random service every ``every`` seconds for ``chaos_seconds``, and
+    restart the broker once (Tansu: everything in flight is lost) or, on an
+    Apache Kafka cluster, SIGKILL and restart one node after
+    ``restart_broker_after`` seconds and the active controller after twice that.
 
     Then the monkey rests: whatever the kills left half-done must still come
     out exactly once while the hospitals keep sending. Returns (kills, broker restarts)."""
+    events = events if events is not None else []
+    names = victims(copies)
     kills, restarts, started = 0, 0, time.monotonic()
+    cluster = isinstance(broker, ApacheKafka)
+    schedule = [(restart_broker_after, False), (2 * restart_broker_after, True)] if cluster else [
+        (restart_broker_after, False)]
+    outages: list[asyncio.Task] = []
+    # With several copies, one copy of every service falls first (in a random
+    # order), then random ones: each service loses a process under load.
+    first = [f"{name}-{rng.randint(1, copies)}" for name in rng.sample(LAYER_SERVICES, len(LAYER_SERVICES))] \
+        if copies > 1 else []
+
+    def victim() -> str:
+        return first.pop(0) if first else rng.choice(names)
+
     await asyncio.sleep(1.0)  # the first victim falls at once, mid-stream
-    supervisor.kill(rng.choice(LAYER_SERVICES))
+    supervisor.kill(victim())
     kills += 1
     while not stop.is_set() and time.monotonic() - started < chaos_seconds:
         try:
@@ -267,15 +327,30 @@ async def chaos_monkey(supervisor: Supervisor, broker: EmbeddedBroker, rng: rand
             break
         except TimeoutError:
             pass
-        if not restarts and time.monotonic() - started > restart_broker_after:
-            print("chaos: restarting the broker (every message in flight is lost)", file=sys.stderr, flush=True)
-            broker.restart()
-            await ensure_topics(broker.bootstrap, topics.ALL_TOPICS, partitions)
+        if schedule and time.monotonic() - started > schedule[0][0]:
+            _, controller = schedule.pop(0)
             restarts += 1
+            if isinstance(broker, ApacheKafka):  # the node's outage runs beside the service kills
+                outages.append(asyncio.create_task(kill_kafka_node(broker, controller, events)))
+            else:
+                print("chaos: restarting the broker (every message in flight is lost)", file=sys.stderr, flush=True)
+                broker.restart()
+                await ensure_topics(broker.bootstrap, topics.ALL_TOPICS, partitions)
+                events.append("Tansu restarted: every topic and message lost")
             continue
-        supervisor.kill(rng.choice(LAYER_SERVICES))
+        supervisor.kill(victim())
         kills += 1
+    await asyncio.gather(*outages)
     return kills, restarts
+
+
+async def rolling_restart(supervisor: Supervisor, names: list[str], pause: float = 3.0) -> int:
+    """Restart every process one after another (SIGTERM, the supervisor starts it
+    again), as a deployment does; returns how many were restarted."""
+    for name in names:
+        await supervisor.terminate(name)
+        await asyncio.sleep(pause)
+    return len(names)
 
 
 async def verify(database_url: str, by_person: dict[str, list[Claim]], his: Hospitals) -> Report:
@@ -284,6 +359,7 @@ async def verify(database_url: str, by_person: dict[str, list[Claim]], his: Hosp
     try:
         bills = {r["claim_id"]: r for r in await c.fetch("SELECT * FROM settlement.one_bills")}
         documents = {r["claim_id"]: r["document"] for r in await c.fetch("SELECT claim_id, document FROM eligibility.claims")}
+        redriven = int(await c.fetchval("SELECT count(*) FROM eligibility.claims WHERE redrives > 0"))
         stored: dict[tuple[str, str, int], dict] = {}
         for schema in ("basic", "insurer", "assistance", "backstop"):
             for r in await c.fetch(f"SELECT person_id, year, state FROM {schema}.accumulators"):
@@ -349,35 +425,48 @@ async def verify(database_url: str, by_person: dict[str, list[Claim]], his: Hosp
     for k, v in layer_sums.items():
         if v != bill_sums[k]:
             details.append(f"fund {k}: layers {v} ≠ one-bills {bill_sums[k]}")
-    return Report(total, confirmed, lost, duplicated, mismatches, fund_mismatches, 0.0, 0, details)
+    return Report(total, confirmed, lost, duplicated, mismatches, fund_mismatches, 0.0, 0, details, redriven=redriven)
 
 
 async def run_chaos(*, persons: int, claims: int, seed: int, database_url: str | None = None,
                     kill_every: tuple[float, float] = (2.0, 5.0), restart_broker_after: float = 20.0,
                     chaos_seconds: float = 120.0, timeout: float = 600.0, partitions: int = 4, log_dir: Path | None = None,
-                    echo: bool = False) -> Report:
+                    echo: bool = False, broker_kind: str = "tansu", copies: int = 1, rolling: bool = False,
+                    claim_gap: float = 0.0) -> Report:
     from tests.harness import fresh_database  # the same helper the tests use
 
     started = time.monotonic()
     rng = random.Random(seed)
     log_dir = log_dir or (ROOT / ".run")
     log_dir.mkdir(parents=True, exist_ok=True)
-    broker = EmbeddedBroker(log_path=log_dir / "chaos-broker.log").start()
+    broker: EmbeddedBroker | ApacheKafka
+    if broker_kind == "tansu":
+        broker = EmbeddedBroker(log_path=log_dir / "chaos-broker.log").start()
+    elif broker_kind in ("kafka", "kafka-cluster"):
+        broker = ApacheKafka(nodes=3 if broker_kind == "kafka-cluster" else 1, heap="384m").start()
+    else:
+        raise ValueError(f"no broker {broker_kind!r}: tansu, kafka or kafka-cluster")
+    on_kafka = isinstance(broker, ApacheKafka)
     postgres = None
     if database_url is None:
         postgres = EmbeddedPostgres().start()
         database_url = postgres.url
     url = await fresh_database(database_url, "chaos")
     supervisor = Supervisor(echo=echo, grace_seconds=5)
-    his = Hospitals(broker.bootstrap)
+    his = Hospitals(broker.bootstrap, idempotent=on_kafka)
     stop = asyncio.Event()
+    events: list[str] = []
     try:
         await ensure_topics(broker.bootstrap, topics.ALL_TOPICS, partitions)
         settings = Settings()
         for name in LAYER_SERVICES:
-            supervisor.add(name, [sys.executable, "-m", f"services.{name}"],
-                           service_env(settings, broker.bootstrap, url, name, LOG_LEVEL="WARNING", METRICS_PORT="0",
-                                       STUCK_AFTER_SECONDS="6", STUCK_CHECK_SECONDS="1"))
+            for copy in range(1, copies + 1):
+                process = name if copies == 1 else f"{name}-{copy}"
+                supervisor.add(process, [sys.executable, "-m", f"services.{name}"],
+                               service_env(settings, broker.bootstrap, url, name, LOG_LEVEL="WARNING",
+                                           METRICS_PORT="0", STUCK_AFTER_SECONDS="6", STUCK_CHECK_SECONDS="1",
+                                           CONSUMER_INSTANCE_ID=process,
+                                           KAFKA_IDEMPOTENT_PRODUCER="true" if on_kafka else "false"))
         await supervisor.start()
         people, by_person = plan(persons, claims, seed)
         await his.start()
@@ -390,19 +479,29 @@ async def run_chaos(*, persons: int, claims: int, seed: int, database_url: str |
         await _wait_for_registry(url, len(people), len(LEVELS), deadline=time.monotonic() + 120)
         deadline = time.monotonic() + timeout
         monkey = asyncio.create_task(chaos_monkey(supervisor, broker, rng, stop, kill_every,
-                                                  restart_broker_after, partitions, chaos_seconds))
-        await asyncio.gather(*(drive_person(his, c, deadline, 12.0, url) for c in by_person.values()))
+                                                  restart_broker_after, partitions, chaos_seconds, events, copies))
+        drivers = asyncio.gather(*(drive_person(his, c, deadline, 12.0, url, claim_gap) for c in by_person.values()))
+        rolled = 0
+        if rolling:  # after the kills, while claims still flow: every process restarted in turn
+            await asyncio.wait({monkey})
+            if not drivers.done():
+                rolled = await rolling_restart(supervisor, victims(copies))
+        await drivers
         stop.set()
         kills, restarts = await monkey
         report = await verify(url, by_person, his)
-        report.kills, report.broker_restarts = kills, restarts
+        report.kills, report.broker_restarts, report.broker_events = kills, restarts, events
+        report.rolled = rolled
         report.seconds = time.monotonic() - started
         return report
     finally:
         stop.set()
         await his.stop()
         await supervisor.stop()
-        broker.stop()
+        if isinstance(broker, ApacheKafka):
+            broker.cleanup()
+        else:
+            broker.stop()
         if postgres is not None:
             postgres.stop()
 
@@ -433,14 +532,28 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--chaos-seconds", type=float, default=120.0, help="how long services are killed for")
     parser.add_argument("--kill-every", type=float, nargs=2, default=(2.0, 5.0), metavar=("MIN", "MAX"))
     parser.add_argument("--echo", action="store_true", help="show the services' logs")
+    parser.add_argument("--broker", choices=("tansu", "kafka", "kafka-cluster"), default=os.environ.get("BROKER", "tansu"),
+                        help="the embedded Tansu (default), one Apache Kafka node, or three (BROKER=kafka-cluster)")
+    parser.add_argument("--copies", type=int, default=1, help="processes of every service sharing its partitions")
+    parser.add_argument("--rolling", action="store_true", help="after the kills, restart every process in turn")
+    parser.add_argument("--claim-gap", type=float, default=None,
+                        help="seconds between one person's claims (default 0 on Tansu, 12 on Apache Kafka, which "
+                             "loses nothing and would be done before its nodes' outages)")
     args = parser.parse_args(argv)
+    if args.claim_gap is None:
+        args.claim_gap = 0.0 if args.broker == "tansu" else 12.0
     report = asyncio.run(run_chaos(persons=args.persons, claims=args.claims, seed=args.seed,
                                    database_url=os.environ.get("DATABASE_URL"), timeout=args.timeout,
                                    kill_every=tuple(args.kill_every), chaos_seconds=args.chaos_seconds,
-                                   restart_broker_after=30.0, echo=args.echo))
+                                   restart_broker_after=30.0, echo=args.echo, broker_kind=args.broker,
+                                   copies=args.copies, rolling=args.rolling, claim_gap=args.claim_gap))
     for line in report.details[:30]:
         print(line)
-    print(f"{report.kills} kills, {report.broker_restarts} broker restart(s), {report.seconds:.0f} s")
+    for event in report.broker_events:
+        print(f"broker: {event}")
+    rolled = f", {report.rolled} processes restarted in turn" if report.rolled else ""
+    print(f"{report.kills} kills, {report.broker_restarts} broker restart(s){rolled}, {report.seconds:.0f} s")
+    print(f"claims re-driven from PostgreSQL: {report.redriven}")
     print(report.line())
     return 0 if report.ok else 1
 

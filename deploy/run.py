@@ -1,8 +1,10 @@
 """``make run``: the whole system on this machine, no Docker.
 
-Starts an embedded Kafka-compatible broker on 127.0.0.1:9092 unless
-``KAFKA_BOOTSTRAP_SERVERS`` is set, an embedded PostgreSQL (data in
-``.run/pgdata``) unless ``DATABASE_URL`` is set, creates the topics, then runs
+Starts a broker on 127.0.0.1:9092 (``BROKER_PORT``) unless
+``KAFKA_BOOTSTRAP_SERVERS`` is set: the embedded Tansu broker (memory only),
+or with ``BROKER=kafka`` Apache Kafka (one KRaft node, its log in
+``.run/kafka``, kept across runs); an embedded PostgreSQL (data in
+``.run/pgdata``) unless ``DATABASE_URL`` is set; creates the topics, then runs
 every service as its own process with their logs interleaved line by line.
 A service that dies is restarted. Ctrl-C (or SIGTERM) stops everything.
 """
@@ -17,12 +19,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy import dev_credentials
 from medsettle.embedded import EmbeddedBroker, EmbeddedPostgres, ensure_topics
+from medsettle.kafka_broker import ApacheKafka
 from medsettle.settings import ROOT, Settings
 from medsettle.topics import ALL_TOPICS
 
 SERVICES = ["eligibility", "basic", "insurer", "assistance", "backstop", "settlement", "operations", "dashboard"]
-METRICS_PORTS = {name: 9101 + i for i, name in enumerate(SERVICES)}
+METRICS_PORTS = {name: int(os.environ.get("METRICS_PORT_BASE", "9101")) + i for i, name in enumerate(SERVICES)}
+BROKERS = ("tansu", "kafka")
 COLOURS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94]
 
 
@@ -101,6 +106,23 @@ class Supervisor:
         if process is not None and process.returncode is None:
             process.kill()
 
+    async def terminate(self, name: str, timeout: float = 30.0) -> None:
+        """SIGTERM one child (a rolling restart), wait until it is gone and the
+        watcher has started it again."""
+        child = self.children[name]
+        process = child.process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        deadline = time.monotonic() + timeout
+        while child.process is process and not self.stopping and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+
     async def stop(self) -> None:
         self.stopping = True
         if self._watch is not None:
@@ -145,21 +167,32 @@ async def main() -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        kind = os.environ.get("BROKER", "tansu")
+        if kind not in BROKERS:
+            raise SystemExit(f"BROKER={kind!r}: tansu (the default) or kafka")
+        broker_env: dict[str, str] = {}
         if not bootstrap:
             run_dir = ROOT / ".run"
             run_dir.mkdir(exist_ok=True)
-            broker = EmbeddedBroker(9092, log_path=run_dir / "broker.log").start()
+            port = int(os.environ.get("BROKER_PORT", "9092"))
+            if kind == "kafka":
+                broker = ApacheKafka(dir=run_dir / "kafka", port=port).start()
+                print(f"[supervisor ] Apache Kafka (KRaft, log in {run_dir / 'kafka'}) on {broker.bootstrap}", flush=True)
+            else:
+                broker = EmbeddedBroker(port, log_path=run_dir / "broker.log").start()
+                broker_env["KAFKA_IDEMPOTENT_PRODUCER"] = "false"  # Tansu has no InitProducerId
+                print(f"[supervisor ] embedded Kafka-compatible broker (Tansu) on {broker.bootstrap}", flush=True)
             bootstrap = broker.bootstrap
-            print(f"[supervisor ] embedded Kafka-compatible broker (Tansu) on {bootstrap}", flush=True)
         database_url = os.environ.get("DATABASE_URL")
         if not database_url:
             postgres = EmbeddedPostgres(ROOT / ".run" / "pgdata").start()
             database_url = postgres.url
             print(f"[supervisor ] embedded PostgreSQL at {database_url}", flush=True)
-        await ensure_topics(bootstrap, ALL_TOPICS, settings.partitions(embedded=broker is not None))
+        await ensure_topics(bootstrap, ALL_TOPICS, settings.partitions(embedded=isinstance(broker, EmbeddedBroker)))
+        development = dev_credentials.environment(os.environ)  # make run only: the dev pair and a service token
         for name in available_services():
             supervisor.add(name, [sys.executable, "-m", f"services.{name}"],
-                           service_env(settings, bootstrap, database_url, name))
+                           service_env(settings, bootstrap, database_url, name, **broker_env, **development))
         await supervisor.start()
         print(f"[supervisor ] {', '.join(supervisor.children)} started; dashboard on "
               f"http://127.0.0.1:{settings.dashboard_port}; Ctrl-C stops everything", flush=True)

@@ -136,8 +136,13 @@ class EmbeddedPostgres:
         self.stop()
 
 
-async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, timeout: float = 30.0) -> None:
-    """Create the topics that are missing; retry while the broker starts."""
+async def ensure_topics(
+    bootstrap: str, topics: list[str], partitions: int, timeout: float = 30.0, replication: int | None = None,
+) -> None:
+    """Create the topics that are missing; retry while the broker starts.
+
+    ``replication`` unset: 3 copies of each partition on a cluster of three or
+    more brokers, otherwise one per broker."""
     deadline = time.monotonic() + timeout
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
@@ -146,10 +151,18 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, time
             existing = set(await admin.list_topics())
             missing = [t for t in topics if t not in existing]
             if missing:
+                copies = replication
+                if copies is None:
+                    cluster = await admin.describe_cluster()
+                    copies = max(1, min(3, len(cluster.get("brokers", ())) or 1))
                 try:
-                    await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+                    await admin.create_topics([NewTopic(t, partitions, copies) for t in missing])
                 except TopicAlreadyExistsError:
                     pass
+            # Apache Kafka creates its offsets topic on the first FindCoordinator:
+            # asking once here spares every consumer that starts next the errors
+            # (GroupCoordinatorNotAvailable) and a retry.
+            await admin.find_coordinator("settlement-start-up")
             return
         except (KafkaError, OSError) as exc:
             if time.monotonic() > deadline:

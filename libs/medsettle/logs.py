@@ -2,7 +2,10 @@
 
 Every event passes through ``mask_identities``: values of keys that hold a
 person's identity or name are masked, and any 18-character resident identity
-number found inside any string is masked too.
+number found inside any string is masked too, as is the input a validation
+error quotes (pydantic's ``input_value=...``, which may be a whole registry
+record, name included). Secrets (keys, passwords, tokens, signatures) are
+replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -17,14 +20,45 @@ import structlog
 
 from medsettle.contract import mask_name, mask_person_id
 
-ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[0-9Xx])(?![0-9A-Za-z])")
+# digits on neither side: an identity number glued to letters (b'\xff3404...', ID3404...) is still one
+ID_NUMBER = re.compile(r"(?<!\d)(\d{6})(\d{8})(\d{3}[0-9Xx])(?!\d)")
+# what a pydantic ValidationError quotes of the input, up to the type it names
+QUOTED_INPUT = re.compile(r"input_value=.*?(?=, input_type=)", re.DOTALL)
 ID_KEYS = {"person_id", "id_number", "idcard"}
 NAME_KEYS = {"name", "person_name", "patient_name"}
-SECRET_KEYS = {"key", "hospital_keys", "signature", "password", "secret"}
+# a name field inside a text (a JSON or Python fragment that could not be parsed as a whole)
+NAME_FIELD = re.compile(r"""(["'](?:%s)["']\s*:\s*["'])([^"'\\]*)""" % "|".join(sorted(NAME_KEYS)))
+SECRET_KEYS = {"key", "hospital_keys", "signature", "password", "secret", "token", "operator_api_token",
+               "authorization", "dashboard_users", "password_hash", "sasl_plain_password"}
 
 
-def _mask_text(text: str) -> str:
+def mask_text(text: str) -> str:
+    """``text`` with every resident identity number masked and the input a
+    validation error quotes left out; a name field found in it (``"name": "..."``)
+    masked."""
+    text = QUOTED_INPUT.sub("input_value=***", text)
+    text = NAME_FIELD.sub(lambda m: m.group(1) + mask_name(m.group(2)), text)
     return ID_NUMBER.sub(lambda m: m.group(1) + "*" * 8 + m.group(3), text)
+
+
+_mask_text = mask_text
+
+
+def names_in(value: Any) -> set[str]:
+    """Every person's name held under a name key anywhere in ``value``."""
+    if isinstance(value, dict):
+        found = {v for k, v in value.items() if k in NAME_KEYS and isinstance(v, str) and v}
+        return found.union(*(names_in(v) for v in value.values()))
+    if isinstance(value, (list, tuple)):
+        return set().union(*(names_in(v) for v in value))
+    return set()
+
+
+def mask_names(text: str, names: set[str]) -> str:
+    """``text`` with each of ``names`` masked wherever it appears."""
+    for name in sorted(names, key=len, reverse=True):
+        text = text.replace(name, mask_name(name))
+    return text
 
 
 def _mask(key: str, value: Any) -> Any:

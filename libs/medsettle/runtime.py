@@ -199,7 +199,7 @@ class Lane:
             client_id=self.runtime.service.name,
             group_id=self.runtime.group_id(self.topic),
             group_instance_id=settings.consumer_instance_id,
-            **settings.consumer_options(),
+            **settings.consumer_options(), **settings.kafka_client_security(),
         )
         self.consumer.subscribe([self.topic], listener=_CommitBeforeRevoke(self))
         await self.consumer.start()
@@ -293,9 +293,9 @@ class Runtime:
         self._lag_updated: dict[str, float] = {}
         self._lag_watch: asyncio.Task | None = None
         self.broker = KafkaBroker(
-            settings.kafka_bootstrap_servers,
+            settings.bootstrap_list(),
             client_id=service.name,
-            **settings.producer_options(),
+            **settings.producer_options(), security=settings.faststream_security(),
             logger=None,
             graceful_timeout=20.0,
             description=f"one-stop settlement: {service.name}",
@@ -348,7 +348,7 @@ class Runtime:
             from medsettle.httpserver import ServiceHttp
 
             self.http = ServiceHttp(service.name, self.settings.http_host, self.settings.metrics_port,
-                                    self.health, service.routes())
+                                    self.health, service.routes(), settings=self.settings, pool=service.pool)
             await self.http.start()
 
     async def close_database(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +62,12 @@ class Settings(BaseSettings):
                     "default: 700); the objects alive after start-up are frozen out of its scans. 0: Python's "
                     "defaults. At 700 the collector took about 40% of a stage's CPU per claim",
     )
+    kafka_idempotent_producer: bool = Field(
+        True,
+        description="the idempotent producer (KIP-98: the broker drops a retried batch it already wrote, so a "
+                    "retry after a lost answer never writes a document twice); Apache Kafka has it, the embedded "
+                    "Tansu broker does not (its InitProducerId fails), so whatever starts Tansu sets this false",
+    )
     consumer_instance_id: str | None = Field(
         None,
         description="static consumer-group membership (KIP-345): a process restarted with the same id takes its "
@@ -97,8 +103,9 @@ class Settings(BaseSettings):
     dashboard_host: str = Field("127.0.0.1", description="address the operator dashboard listens on")
     dashboard_users: dict[str, dict[str, str]] = Field(
         default_factory=dict,
-        description='dashboard users as JSON {"name": {"password_hash": "scrypt$...", "role": "viewer"|"operator"}}; '
-                    "empty: the development pair of services/dashboard/README.md",
+        description='operator users as JSON {"name": {"password_hash": "scrypt$...", "role": "viewer"|"operator"}}, '
+                    "for the dashboard and the services' operator APIs; empty: nobody signs in (make run sets the "
+                    "development pair, deploy/dev_credentials.py)",
     )
     dashboard_secret: str | None = Field(
         None, description="key signing the dashboard's session cookie; unset: random per start")
@@ -139,7 +146,63 @@ class Settings(BaseSettings):
             raise ValueError(f"payout bands must ascend: {[str(b) for b in bands]}")
         return bands
 
+    # ------------------------------------------------ security (operator access, secrets)
+    operator_api_token: str | None = Field(
+        None, repr=False,
+        description="the dashboard's service credential for the services' operator APIs (Authorization: Bearer); "
+                    "unset: the services accept people's HTTP Basic only, and the dashboard cannot call them",
+    )
+    dashboard_development_users: bool = Field(
+        False, description="set by make run only: DASHBOARD_USERS holds the development pair, named on the login page")
+    login_throttle_failures: int = Field(
+        5, ge=1, description="failed sign-ins of one user name or one address before it must wait")
+    login_throttle_seconds: float = Field(
+        300.0, gt=0, description="the window of those failures, and how long the wait lasts")
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL", "SASL_PLAINTEXT"] = Field(
+        "PLAINTEXT", description="how the Kafka clients connect: PLAINTEXT (make run), or SASL_SSL on the secure "
+                                 "profile (SCRAM user and password below, the broker's certificate checked against "
+                                 "KAFKA_SSL_CAFILE)")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="the SASL mechanism of the Kafka clients")
+    kafka_username: str | None = Field(None, description="this service's Kafka principal (SCRAM user)")
+    kafka_password: str | None = Field(None, repr=False, description="its SCRAM password")
+    kafka_ssl_cafile: Path | None = Field(None, description="the CA that signed the broker's certificate (PEM)")
+
+    def kafka_client_security(self) -> dict[str, Any]:
+        """The security arguments of an aiokafka client (consumer, producer, admin)."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return {}
+        options: dict[str, Any] = {
+            "security_protocol": self.kafka_security_protocol,
+            "sasl_mechanism": self.kafka_sasl_mechanism,
+            "sasl_plain_username": self.kafka_username,
+            "sasl_plain_password": self.kafka_password,
+        }
+        if self.kafka_security_protocol == "SASL_SSL":
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile
+                                                        else None)
+        return options
+
+    def faststream_security(self) -> Any:
+        """The same for faststream's ``KafkaBroker(security=...)``; None on PLAINTEXT."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return None
+        from faststream.security import SASLPlaintext, SASLScram256, SASLScram512
+
+        kind = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+        options = self.kafka_client_security()
+        return kind[self.kafka_sasl_mechanism](self.kafka_username or "", self.kafka_password or "",
+                                               ssl_context=options.get("ssl_context"),
+                                               use_ssl=self.kafka_security_protocol == "SASL_SSL")
+
     # ------------------------------------------------ Kafka clients
+
+    def bootstrap_list(self) -> list[str]:
+        """``KAFKA_BOOTSTRAP_SERVERS`` as a list of host:port: FastStream takes a
+        string for one address (``"a:1,b:2"`` would be one host named ``a:1,b``)."""
+        return [server.strip() for server in self.kafka_bootstrap_servers.split(",") if server.strip()]
 
     def partitions(self, *, embedded: bool) -> int:
         """Partitions of the topics created at start-up (``topic_partitions``)."""
@@ -150,7 +213,10 @@ class Settings(BaseSettings):
     def producer_options(self) -> dict[str, Any]:
         """How every service's producer sends; the bench's bare relays send the
         same way, so that the floor measures the same clients."""
-        return {"acks": "all", "linger_ms": 1, "max_batch_size": self.producer_batch_bytes}
+        options: dict[str, Any] = {"acks": "all", "linger_ms": 1, "max_batch_size": self.producer_batch_bytes}
+        if self.kafka_idempotent_producer:
+            options["enable_idempotence"] = True
+        return options
 
     def consumer_options(self) -> dict[str, Any]:
         """How every service's consumer fetches (offsets committed by hand,

@@ -41,7 +41,7 @@ from medsettle.runtime import now
 from medsettle.settings import Settings
 from services.dashboard import clearing as clearing_
 from services.dashboard import repository as repo
-from services.dashboard.auth import User, Users
+from services.dashboard.auth import LoginThrottle, SecureCookiesOverHttps, User, Users, without_categories
 from services.dashboard.figures import (
     average,
     budget_lines,
@@ -99,12 +99,13 @@ class Dashboard:
                  upstream: Upstream | None = None) -> None:
         self.settings = settings
         self.clock = clock
-        self.users = Users(settings.dashboard_users)
+        self.users = Users(settings.dashboard_users, development=settings.dashboard_development_users)
+        self.throttle = LoginThrottle(settings.login_throttle_failures, settings.login_throttle_seconds)
         self.policies = PolicyBook(settings.policy_dir, on_error=lambda e: log.error("policy_file_refused", error=e))
         self.upstream = upstream or Upstream(
             eligibility_url=settings.eligibility_api_url,
             operations_url=settings.operations_api_url,
-            metrics_urls=settings.service_metrics_urls,
+            metrics_urls=settings.service_metrics_urls, service_token=settings.operator_api_token,
         )
         self.pool: asyncpg.Pool | None = None
         self.clearing_pool: asyncpg.Pool | None = None  # the only writes: closing a clearing month
@@ -114,6 +115,8 @@ class Dashboard:
     async def start(self) -> None:
         if not self.settings.database_url:
             raise RuntimeError("DATABASE_URL is not set (make run sets it to the embedded server)")
+        if not self.users.names:  # nobody could sign in: a configuration mistake, said at once
+            raise RuntimeError("DASHBOARD_USERS has no users (python -m services.dashboard hash-password makes one)")
         self.clearing_pool = await db.create_pool(self.settings.database_url, clearing_.SCHEMA, size=1)
         await db.migrate(self.clearing_pool, clearing_.SCHEMA, clearing_.MIGRATIONS)
         self.pool = await repo.create_pool(self.settings.database_url, size=self.settings.dashboard_pool_size)
@@ -393,17 +396,25 @@ def build_app(settings: Settings | None = None, *, clock: Callable[[], dt.dateti
         failed = request.query_params.get("failed") == "1"
         page = LOGIN_PAGE.read_text(encoding="utf-8")
         notice = '<p class="error" role="alert">用户名或密码错误</p>' if failed else ""
-        dev = ('<p class="dev">开发环境：未设置 DASHBOARD_USERS，可用 viewer / viewer-dev（只读）'
+        if request.query_params.get("failed") == "wait":
+            notice = '<p class="error" role="alert">登录失败次数过多，请稍后再试</p>'
+        dev = ('<p class="dev">开发环境（make run）：可用 viewer / viewer-dev（只读）'
                "或 operator / operator-dev（经办员）登录</p>") if dashboard.users.development else ""
         return HTMLResponse(page.replace("<!--notice-->", notice).replace("<!--dev-->", dev))
 
     async def login(request: Request) -> Response:
         form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))  # the login form, urlencoded
         name, password = form.get("username", [""])[0], form.get("password", [""])[0]
+        address = request.client.host if request.client else None
+        if dashboard.throttle.retry_after(name, address) > 0:  # throttled: the password is not even checked
+            log.warning("dashboard_login_throttled", user=html.escape(name)[:64], address=address)
+            return RedirectResponse("/login?failed=wait", status_code=303)
         user = dashboard.users.authenticate(name, password)
         if user is None:
-            log.warning("dashboard_login_failed", user=html.escape(name)[:64])
+            dashboard.throttle.failed(name, address)
+            log.warning("dashboard_login_failed", user=html.escape(name)[:64], address=address)
             return RedirectResponse("/login?failed=1", status_code=303)
+        dashboard.throttle.succeeded(name)
         request.session.clear()
         request.session.update({"user": user.name, "role": user.role})
         log.info("dashboard_login", user=user.name, role=user.role)
@@ -436,11 +447,12 @@ def build_app(settings: Settings | None = None, *, clock: Callable[[], dt.dateti
         return _json(await dashboard.funds(year, policy))
 
     @viewer
-    async def claim(request: Request, _: User) -> Response:
+    async def claim(request: Request, user: User) -> Response:
         found = await dashboard.claim(request.path_params["claim_id"].strip())
         if found is None:
             return _json({"error": f"未找到结算单 {request.path_params['claim_id']}"}, 404)
-        return _json({"claim_id": found.claim_id, "status": found.status, "one_bill": found.one_bill,
+        one_bill = found.one_bill if user.may_act else without_categories(found.one_bill)
+        return _json({"claim_id": found.claim_id, "status": found.status, "one_bill": one_bill,
                       "reversed_at": _iso(found.reversed_at), "hospital_code": found.hospital_code,
                       "person_id_masked": found.person_id_masked, "review_reason": found.review_reason})
 
@@ -545,7 +557,7 @@ def build_app(settings: Settings | None = None, *, clock: Callable[[], dt.dateti
             Route("/api/reviews/{claim_id:path}", review, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(SessionMiddleware, secret_key=secret, session_cookie="medsettle_dashboard",
+        middleware=[Middleware(SecureCookiesOverHttps), Middleware(SessionMiddleware, secret_key=secret, session_cookie="medsettle_dashboard",
                                max_age=SESSION_SECONDS, same_site="strict", https_only=False)],
         lifespan=lifespan,
     )

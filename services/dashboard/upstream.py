@@ -3,6 +3,11 @@ the operations service's dead letters, and every service's /metrics.
 
 Any of them may be down: each call returns what it could get and says what
 it could not, and the dashboard shows that instead of failing.
+
+Every call to an operator API carries the dashboard's service credential
+(``OPERATOR_API_TOKEN``, ``Authorization: Bearer``); an action also names the
+signed-in user it is taken for (``X-On-Behalf-Of``), whose role the service
+checks again and whose name goes into its audit log.
 """
 
 from __future__ import annotations
@@ -49,18 +54,24 @@ def _error_text(response: httpx.Response) -> str:
 
 class Upstream:
     def __init__(self, *, eligibility_url: str, operations_url: str, metrics_urls: dict[str, str],
-                 timeout: float = 3.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 timeout: float = 3.0, transport: httpx.AsyncBaseTransport | None = None,
+                 service_token: str | None = None) -> None:
         self.eligibility_url = eligibility_url.rstrip("/")
         self.operations_url = operations_url.rstrip("/")
         self.metrics_urls = metrics_urls
         self.client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._credential = {"authorization": f"Bearer {service_token}"} if service_token else {}
 
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def _call(self, method: str, url: str, what: str, **kwargs: Any) -> Answer:
+    async def _call(self, method: str, url: str, what: str, *, on_behalf_of: str | None = None,
+                    **kwargs: Any) -> Answer:
+        headers = dict(self._credential)
+        if on_behalf_of:
+            headers["x-on-behalf-of"] = on_behalf_of
         try:
-            response = await self.client.request(method, url, **kwargs)
+            response = await self.client.request(method, url, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             return Answer(False, 503, error=f"{what}不可达（{type(exc).__name__}），请稍后重试")
         if response.is_success:
@@ -78,7 +89,7 @@ class Upstream:
         decision = "approve" if approve else "reject"
         return await self._call(
             "POST", f"{self.eligibility_url}/reviews/{claim_id}", "资格审核服务（eligibility）",
-            json={"decision": decision, "approve": approve, "reason": reason, "reviewer": reviewer},
+            json={"decision": decision, "approve": approve, "reason": reason}, on_behalf_of=reviewer,
         )
 
     # ----------------------------------------------------- dead letters
@@ -95,7 +106,7 @@ class Upstream:
 
     async def replay(self, dead_letter_id: str, *, operator: str) -> Answer:
         return await self._call("POST", f"{self.operations_url}/dead-letters/{dead_letter_id}/replay",
-                                "运维服务（operations）", json={"operator": operator})
+                                "运维服务（operations）", json={}, on_behalf_of=operator)
 
     # ---------------------------------------------------------- metrics
 

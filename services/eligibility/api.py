@@ -4,14 +4,19 @@
 - ``GET /reviews?limit=200``: injury claims waiting for review, oldest first,
   person ids masked: ``{"pending": n, "reviews": [...]}``.
 - ``POST /reviews/{claim_id}`` with ``{"decision": "approve"|"reject",
-  "reason": "...", "reviewer": "..."}``: approval sends the claim on through
+  "reason": "..."}``: approval sends the claim on through
   the layers (the hospital gets the one-bill as ``settled``); rejection answers
   ``REVIEW_REJECTED`` with the reviewer's reason, which is then required.
   200 when the answer is on the broker, 202 when the decision is stored but
   the broker did not confirm (it is sent again within seconds), 404 for an
   unknown claim, 409 for one not waiting for review, 400 for a bad request.
+  The reviewer recorded is the authenticated caller, whatever the body says.
 - ``GET /audit-flags?kind=&claim_id=&limit=200``: flags raised after
   settlement, newest first, person ids masked.
+
+Credentials, roles and the audit log of every decision are enforced for
+every route here by ``medsettle.httpserver`` (viewers read, operators
+decide); a person's assistance categories are shown to operators only.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class ReviewDecision(BaseModel):
 
     decision: Literal["approve", "reject"]
     reason: str | None = Field(None, max_length=500)
-    reviewer: str = Field(min_length=1, max_length=64)
+    reviewer: str | None = Field(None, max_length=64)  # ignored: the authenticated caller decides
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -57,7 +62,7 @@ def _limit(request: Request) -> int | None:
     return value if 1 <= value <= MAX_LIMIT else None
 
 
-def review_view(row: ClaimRow) -> dict[str, Any]:
+def review_view(row: ClaimRow, *, categories: bool = False) -> dict[str, Any]:
     document = SettlementDocument.from_json(row.document)
     claim = document.claim
     return {
@@ -66,7 +71,7 @@ def review_view(row: ClaimRow) -> dict[str, Any]:
         "hospital_name": document.hospital.name,
         "hospital_level": document.hospital.level,
         "person_id_masked": mask_person_id(claim.person_id),
-        "categories": [CATEGORY_NAMES[c] for c in document.person.categories],
+        **({"categories": [CATEGORY_NAMES[c] for c in document.person.categories]} if categories else {}),
         "policy": document.policy,
         "visit_type": claim.visit_type,
         "admitted_on": claim.admitted_on.isoformat() if claim.admitted_on else None,
@@ -102,7 +107,8 @@ def operator_routes(stage: EligibilityStage) -> list[Route]:
         if limit is None:
             return _json({"error": f"limit 应为 1 到 {MAX_LIMIT} 的整数"}, 400)
         count, rows = await stage.pending_reviews(limit)
-        return _json({"pending": count, "reviews": [review_view(r) for r in rows]})
+        shows = request.state.principal.may_act  # categories: for those who decide
+        return _json({"pending": count, "reviews": [review_view(r, categories=shows) for r in rows]})
 
     async def decide(request: Request) -> Response:
         claim_id = request.path_params["claim_id"]
@@ -116,7 +122,7 @@ def operator_routes(stage: EligibilityStage) -> list[Route]:
             return _json({"error": "驳回须填写原因（reason），医院将看到这一原因"}, 400)
         try:
             outgoing = await stage.review(claim_id, approve=approve, reason=decision.reason,
-                                          reviewer=decision.reviewer)
+                                          reviewer=request.state.principal.name)
         except ReviewError as exc:
             return _json({"error": exc.message, "claim_id": claim_id, "status": exc.status},
                          404 if exc.status is None else 409)

@@ -23,7 +23,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from medsettle import topics
-from medsettle.logs import mask_identities
+from medsettle.access import hide_categories
+from medsettle.logs import mask_identities, mask_names, mask_text, names_in
 from medsettle.runtime import Outgoing, Service, create_app
 from medsettle.settings import Settings
 from services.operations import repository as repo
@@ -40,9 +41,30 @@ def replay_message(letter: dict[str, Any]) -> Outgoing:
     return Outgoing(letter["topic"], letter["key"].encode() or None, value, headers)
 
 
-def shown(letter: dict[str, Any]) -> dict[str, Any]:
-    """A dead letter as operators see it: identity numbers and names masked."""
-    return mask_identities(None, "", dict(letter))
+def shown(letter: dict[str, Any], *, categories: bool = False) -> dict[str, Any]:
+    """A dead letter as operators see it: identity numbers and names masked,
+    inside the original record too (a JSON original is masked field by field,
+    so a name under ``name`` is caught as well as an identity number anywhere);
+    a person's assistance categories only for those who may act
+    (``categories``), otherwise left out."""
+    letter = dict(letter)
+    if letter.get("encoding") != "base64" and isinstance(letter.get("original"), str):
+        try:
+            original = orjson.loads(letter["original"])
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            names = names_in(original)  # the error may quote them: masked there too
+            if names and isinstance(letter.get("error"), str):
+                letter["error"] = mask_names(letter["error"], names)
+            if not categories:
+                original = hide_categories(original)
+            letter["original"] = orjson.dumps(mask_identities(None, "", {"original": original})["original"]).decode()
+    key = letter.pop("key", None)  # the record's key (a claim id, a person's identity number): not a secret
+    shown = mask_identities(None, "", letter)
+    if key is not None:
+        shown["key"] = mask_text(str(key))
+    return shown
 
 
 class OperationsService(Service):
@@ -80,26 +102,27 @@ class OperationsService(Service):
         return letter
 
     def routes(self) -> list:
+        # credentials, roles and the audit log: medsettle.httpserver, for every route here
         async def listing(request: Request) -> JSONResponse:
             status = request.query_params.get("status")
-            limit = min(int(request.query_params.get("limit", "200")), 1000)
+            try:
+                limit = min(max(int(request.query_params.get("limit", "200")), 1), 1000)
+            except ValueError:
+                return JSONResponse({"error": "limit 应为整数"}, status_code=400)
             async with self.db.acquire() as c:
                 letters = await repo.listing(c, status, limit)
-            return JSONResponse({"dead_letters": [shown(d) for d in letters]})
+            categories = request.state.principal.may_act
+            return JSONResponse({"dead_letters": [shown(d, categories=categories) for d in letters]})
 
         async def inspect(request: Request) -> JSONResponse:
             async with self.db.acquire() as c:
                 letter = await repo.one(c, int(request.path_params["id"]))
             if letter is None:
                 return JSONResponse({"error": "no such dead letter"}, status_code=404)
-            return JSONResponse(shown(letter))
+            return JSONResponse(shown(letter, categories=request.state.principal.may_act))
 
         async def replay(request: Request) -> JSONResponse:
-            try:
-                body = await request.json()
-            except ValueError:
-                body = {}
-            operator = str((body or {}).get("operator") or "unknown")
+            operator = request.state.principal.name  # the authenticated caller, whatever the body says
             letter = await self.replay(int(request.path_params["id"]), operator)
             if letter is None:
                 return JSONResponse({"error": "no such dead letter"}, status_code=404)

@@ -5,19 +5,23 @@
     python -m services.operations.cli replay ID [--operator NAME]
 
 Reads the operations schema (``DATABASE_URL``) and replays through
-``KAFKA_BOOTSTRAP_SERVERS``.
+``KAFKA_BOOTSTRAP_SERVERS``. A replay is written to the operator audit log
+(``operations.operator_audit``) as ``cli:<login>`` before it is sent.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import sys
 
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from medsettle import operator_audit
+from medsettle.db import migrate
 from medsettle.settings import Settings
 from services.operations import repository as repo
 from services.operations.app import replay_message, shown
@@ -51,7 +55,9 @@ async def main(argv: list[str]) -> int:
         if args.command == "show":
             print(orjson.dumps(shown(letter), option=orjson.OPT_INDENT_2).decode())
             return 0
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+        entry = await _audit_begin(settings.database_url, args.id, args.operator)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
+                                    **settings.kafka_client_security())
         await producer.start()
         try:
             message = replay_message(letter)
@@ -60,10 +66,26 @@ async def main(argv: list[str]) -> int:
         finally:
             await producer.stop()
         await repo.mark_replayed(c, args.id, args.operator)
+        await operator_audit.finish(c, entry, 200)
         print(f"replayed {args.id} to {letter['topic']}")
         return 0
     finally:
         await c.close()
+
+
+async def _audit_begin(url: str, letter_id: int, operator: str) -> int:
+    """The replay in the audit log, before it runs (the log created if this is its first entry)."""
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=1, server_settings={"search_path": "operations"})
+    assert pool is not None
+    try:
+        await migrate(pool, "operations", operator_audit.MIGRATIONS)
+        async with pool.acquire() as c:
+            return await operator_audit.begin(
+                c, service="operations", principal=f"cli:{getpass.getuser()}", role="operator", via="database",
+                action="replay", target=str(letter_id), method="CLI", path=f"replay {letter_id}",
+                detail={"operator": operator[:64]}, address=None)
+    finally:
+        await pool.close()
 
 
 if __name__ == "__main__":

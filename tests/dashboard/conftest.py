@@ -25,6 +25,8 @@ import yaml
 from medsettle import topics
 from medsettle.contract import SettlementResult
 from medsettle.embedded import ensure_topics
+from deploy.dev_credentials import dev_users
+from medsettle.access import OperatorGuard, Users
 from medsettle.httpserver import ServiceHttp
 from medsettle.settings import ROOT, Settings
 from services.dashboard.app import build_app
@@ -150,7 +152,9 @@ async def dashboard_system(database_url: str, embedded_broker_factory: Any,
     await pipeline.start()
     eligibility = pipeline.runtime(EligibilityStage)
     eligibility_port, dashboard_port, nobody = free_port(), free_port(), free_port()
-    api = ServiceHttp("eligibility", "127.0.0.1", eligibility_port, eligibility.health, eligibility.service.routes())
+    users, token = dev_users(), "dashboard-service-token"  # the development pair, as under make run
+    api = ServiceHttp("eligibility", "127.0.0.1", eligibility_port, eligibility.health, eligibility.service.routes(),
+                      guard=OperatorGuard(Users(users), token), pool=eligibility.service.pool)
     try:
         await api.start()
         eligibility_url = f"http://127.0.0.1:{eligibility_port}"
@@ -162,6 +166,7 @@ async def dashboard_system(database_url: str, embedded_broker_factory: Any,
             service_metrics_urls={"pipeline": f"{eligibility_url}/metrics"},
             dashboard_stuck_after_seconds=30,
             log_level="WARNING",
+            dashboard_users=users, dashboard_development_users=True, operator_api_token=token,
         )
         await settle_dataset(pipeline)
         app = build_app(settings, clock=lambda: TODAY)

@@ -10,6 +10,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import asyncpg
 import orjson
 
+from medsettle.access import hide_categories
+from medsettle.contract import CATEGORY_NAMES
 from tests.dashboard import dataset
 from tests.dashboard.conftest import TEST_BUDGETS, TODAY
 
@@ -140,10 +142,17 @@ async def test_claim_search_shows_the_one_bill_with_each_layer_explained(dashboa
         reversed_ = (await client.get(f"/api/claims/{dataset.REVERSED['claim_id']}")).json()
         pending = (await client.get(f"/api/claims/{dataset.INJURIES[1]['claim_id']}")).json()
         missing = await client.get("/api/claims/NO-SUCH-CLAIM")
+    async with dashboard_system.client(*OPERATOR) as client:
+        for_operator = (await client.get(f"/api/claims/{claim_id}")).json()
     bill = found["one_bill"]
     assert found["status"] == "settled"
-    assert [(l["layer"], l["amount"], l["explanation"]) for l in bill["layers"]] == [
+    # operators read each layer's explanation as the hospital got it; viewers without the person's categories
+    assert [(l["layer"], l["amount"], l["explanation"]) for l in for_operator["one_bill"]["layers"]] == [
         (l.layer.value, f"{l.amount:.2f}", l.explanation) for l in sent.layers]
+    assert [(l["layer"], l["amount"], l["explanation"]) for l in bill["layers"]] == [
+        (l.layer.value, f"{l.amount:.2f}", hide_categories(l.explanation)) for l in sent.layers]
+    assert any("低保对象" in l["explanation"] for l in for_operator["one_bill"]["layers"])
+    assert not any(name in str(bill) for name in CATEGORY_NAMES.values())
     assert all(l["explanation"] for l in bill["layers"])
     assert (bill["serious_illness"], bill["assistance"], bill["personal"]) == ("48212.50", "21166.25", "24071.25")
     assert found["person_id_masked"] == "340421********0002"

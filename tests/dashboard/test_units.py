@@ -9,7 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.dashboard.auth import DEV_USERS, Users, hash_password, verify_password
+from deploy.dev_credentials import DEV_USERS, dev_users
+from services.dashboard.auth import Users, hash_password, verify_password
 from services.dashboard.figures import (
     BudgetLine,
     average,
@@ -83,15 +84,17 @@ def test_passwords_are_checked_against_scrypt_hashes():
     assert hash_password("same") != hash_password("same")  # salted
 
 
-def test_users_have_roles_and_the_development_pair_applies_only_when_none_are_configured():
+def test_users_have_roles_and_the_development_pair_exists_only_where_make_run_configures_it():
     users = Users({"li": {"password_hash": hash_password("pw"), "role": "operator"},
                    "wang": {"password_hash": hash_password("pw2"), "role": "viewer"}})
     assert not users.development
     assert users.authenticate("li", "pw").may_act
     assert not users.authenticate("wang", "pw2").may_act
     assert users.authenticate("li", "pw2") is None and users.authenticate("nobody", "pw") is None
-    development = Users({})
-    assert development.development
+    nobody = Users({})  # nothing configured: nobody signs in, the development pair included
+    assert not nobody.development and nobody.names == []
+    assert all(nobody.authenticate(name, password) is None for name, (password, _) in DEV_USERS.items())
+    development = Users(dev_users(), development=True)  # what make run configures
     for name, (password, role) in DEV_USERS.items():
         assert development.authenticate(name, password).role == role
     with pytest.raises(ValueError, match="role"):

@@ -5,19 +5,20 @@ on a free port, as ``make run`` serves it on METRICS_PORT."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from medsettle import topics
-from medsettle.embedded import EmbeddedBroker, ensure_topics, free_port
+from medsettle.embedded import ensure_topics, free_port
 from medsettle.httpserver import ServiceHttp
 from services.eligibility.app import EligibilityStage
 from tests.factories import hospital_record
 from tests.harness import Pipeline, fresh_database, pipeline_settings
+from tests.security import credentials
 
 SIGNING_HOSPITAL = "H3404210199"
 SIGNING_KEY = "township-hospital-signing-key"
@@ -34,9 +35,9 @@ HOSPITALS = {
 
 
 @contextlib.asynccontextmanager
-async def own_broker(log_path: Path) -> AsyncIterator[str]:
+async def own_broker(start_broker: Callable[[], Any]) -> AsyncIterator[str]:
     """A broker for this package alone, with every topic, stopped when the package is done."""
-    broker = EmbeddedBroker(log_path=log_path).start()
+    broker = start_broker()
     try:
         await ensure_topics(broker.bootstrap, topics.ALL_TOPICS, PARTITIONS)
         yield broker.bootstrap
@@ -47,7 +48,8 @@ async def own_broker(log_path: Path) -> AsyncIterator[str]:
 @dataclass
 class System:
     pipeline: Pipeline
-    api: httpx.AsyncClient  # eligibility's operator API
+    api: httpx.AsyncClient  # eligibility's operator API, signed in as an operator
+    url: str = ""
 
     @property
     def hospital(self):  # noqa: ANN201
@@ -59,9 +61,9 @@ class System:
 
 
 @pytest.fixture(scope="package")
-async def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
+async def system(database_url: str, embedded_broker_factory: Callable[[], Any]) -> AsyncIterator[System]:
     url = await fresh_database(database_url, prefix="elig")
-    async with own_broker(tmp_path_factory.mktemp("eligibility-broker") / "broker.log") as bootstrap:
+    async with own_broker(embedded_broker_factory) as bootstrap:
         settings = pipeline_settings(
             bootstrap, url,
             hospital_keys={SIGNING_HOSPITAL: SIGNING_KEY, OTHER_SIGNING_HOSPITAL: OTHER_SIGNING_KEY},
@@ -71,14 +73,16 @@ async def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         await pipeline.start()
         eligibility = pipeline.runtime(EligibilityStage)
         port = free_port()
-        http = ServiceHttp("eligibility", "127.0.0.1", port, eligibility.health, eligibility.service.routes())
+        http = ServiceHttp("eligibility", "127.0.0.1", port, eligibility.health, eligibility.service.routes(),
+                           guard=credentials.guard(), pool=eligibility.service.pool)
         try:
             await http.start()
             await pipeline.register(hospitals=[hospital_record(code, level) for level, code in HOSPITALS.items()]
                                     + [hospital_record(SIGNING_HOSPITAL, "township"),
                                        hospital_record(OTHER_SIGNING_HOSPITAL, "township")])
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as api:
-                yield System(pipeline, api)
+            url = f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=url, timeout=10, auth=credentials.as_operator()) as api:
+                yield System(pipeline, api, url)
         finally:
             await http.stop()
             await pipeline.stop()

@@ -76,10 +76,14 @@ class Settings(BaseSettings):
     stuck_check_seconds: float = Field(5.0, description="how often eligibility looks for stuck claims (0: never)")
     log_level: str = Field("INFO", description="structlog level")
     log_format: str = Field("json", description="json, or console for people")
-    hospital_keys: dict[str, str] = Field(
+    hospital_keys: dict[str, str | list[str]] = Field(
         default_factory=dict,
-        description="HMAC-SHA256 keys of hospitals that must sign their claims (JSON object)",
+        description="HMAC-SHA256 keys of hospitals that must sign their claims (JSON object: hospital code to a key, "
+                    "or to a list of keys while one is rotated; the first signs, any is accepted)",
         repr=False,  # never in a repr, so never in a log line or a traceback
+    )
+    hospital_keys_file: Path | None = Field(
+        None, description="a JSON file of the same shape as HOSPITAL_KEYS, added to it (medsettle.hospital_keys)",
     )
     audit_sample_rate: float = Field(
         0.01, ge=0, le=1, description="share of accepted claims drawn for a random audit (by a hash of claim_id)",

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
     database_url: str | None = Field(None, description="PostgreSQL URL; unset means the embedded server")
     dashboard_port: int = Field(8080, description="port of the operator dashboard")
+    gateway_port: int = Field(8000, description="port of the hospital HTTP API (CONTRACT §8)")
+    gateway_host: str = Field("127.0.0.1", description="address the hospital HTTP API listens on")
     policy_dir: Path = Field(ROOT / "policies", description="folder of policy files, one per region and year")
     topic_partitions: int | None = Field(
         None, ge=1,

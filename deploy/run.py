@@ -21,8 +21,9 @@ from medsettle.embedded import EmbeddedBroker, EmbeddedPostgres, ensure_topics
 from medsettle.settings import ROOT, Settings
 from medsettle.topics import ALL_TOPICS
 
-SERVICES = ["eligibility", "basic", "insurer", "assistance", "backstop", "settlement", "operations", "dashboard"]
-METRICS_PORTS = {name: 9101 + i for i, name in enumerate(SERVICES)}
+SERVICES = ["eligibility", "basic", "insurer", "assistance", "backstop", "settlement", "operations", "dashboard",
+            "gateway"]
+METRICS_PORTS = {name: 9101 + i for i, name in enumerate(SERVICES[:8])}  # the gateway serves on GATEWAY_PORT
 COLOURS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94]
 
 
@@ -128,6 +129,7 @@ def service_env(settings: Settings, bootstrap: str, database_url: str, name: str
         METRICS_PORT=str(METRICS_PORTS.get(name, 0)),
         CONSUMER_INSTANCE_ID=name,  # one process per service: a restarted one takes its partitions back at once
         DASHBOARD_PORT=str(settings.dashboard_port),
+        GATEWAY_PORT=str(settings.gateway_port),
         PYTHONUNBUFFERED="1",
     )
     env.setdefault("LOG_FORMAT", "console")
@@ -162,7 +164,8 @@ async def main() -> int:
                            service_env(settings, bootstrap, database_url, name))
         await supervisor.start()
         print(f"[supervisor ] {', '.join(supervisor.children)} started; dashboard on "
-              f"http://127.0.0.1:{settings.dashboard_port}; Ctrl-C stops everything", flush=True)
+              f"http://127.0.0.1:{settings.dashboard_port}; hospital API on http://127.0.0.1:{settings.gateway_port}; "
+              "Ctrl-C stops everything", flush=True)
         await stop.wait()
         print("[supervisor ] stopping", flush=True)
     finally:

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(8080, description="port of the operator dashboard")
     gateway_port: int = Field(8000, description="port of the hospital HTTP API (CONTRACT §8)")
     gateway_host: str = Field("127.0.0.1", description="address the hospital HTTP API listens on")
+    gateway_fetch_max_wait_ms: int = Field(
+        5, ge=1,
+        description="how long the gateway's reader of his.settlements lets the broker hold an empty fetch: a "
+                    "cashier at the counter waits on that reader (README \"Hospital HTTP API\")",
+    )
     policy_dir: Path = Field(ROOT / "policies", description="folder of policy files, one per region and year")
     topic_partitions: int | None = Field(
         None, ge=1,

@@ -55,6 +55,60 @@ def http_claim(population: Population, rng: random.Random, level_of: Mapping[str
     return {**claim, "hospital_code": hospital, "claim_id": f"{hospital}-HTTP{run}-{serial:08d}"}
 
 
+class TopicWatch:
+    """When each claim appears on ``his.claims`` and its answer on ``his.settlements``,
+    seen by one reader: the pipeline's share of an HTTP claim's latency, so that what
+    the gateway adds (the rest) is measured claim by claim in the same run."""
+
+    def __init__(self, bootstrap: str) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                         fetch_max_wait_ms=5, max_partition_fetch_bytes=8 * 1024 * 1024)
+        self.claimed: dict[str, float] = {}
+        self.answered: dict[str, float] = {}
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        from aiokafka import TopicPartition
+
+        from medsettle import topics
+
+        await self.consumer.start()
+        await self.consumer.topics()
+        assigned = [TopicPartition(topic, p) for topic in (topics.CLAIMS, topics.SETTLEMENTS)
+                    for p in sorted(self.consumer.partitions_for_topic(topic) or ())]
+        self.consumer.assign(assigned)
+        await self.consumer.seek_to_end(*assigned)
+        for tp in assigned:
+            await self.consumer.position(tp)
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        from medsettle import topics
+
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=50, max_records=5000)
+            now = time.perf_counter()
+            for tp, records in batch.items():
+                seen = self.claimed if tp.topic == topics.CLAIMS else self.answered
+                for record in records:
+                    claim_id = orjson.loads(record.value).get("claim_id")
+                    if isinstance(claim_id, str):
+                        seen.setdefault(claim_id, now)
+
+    def pipeline_ms(self, claim_id: str) -> float | None:
+        if claim_id in self.claimed and claim_id in self.answered:
+            return (self.answered[claim_id] - self.claimed[claim_id]) * 1000
+        return None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.consumer.stop()
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -63,13 +117,16 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def paced_http(base_url: str, population: Population, keys: Mapping[str, str], rate: float, seconds: float,
-                     *, seed: int = 20240310, wait: float = 30.0, connections: int = 512) -> dict[str, Any]:
-    """Post ``rate × seconds`` claims at ``rate`` per second; latency from each one's due time to its 200."""
+                     *, seed: int = 20240310, wait: float = 30.0, connections: int = 512,
+                     watch: TopicWatch | None = None) -> dict[str, Any]:
+    """Post ``rate × seconds`` claims at ``rate`` per second; latency from each one's due time to its 200.
+    With ``watch``: also what the gateway and the HTTP client added to each, beyond the pipeline's time."""
     rng = random.Random(seed)
     level_of = {h["hospital_code"]: h["level"] for h in population.hospitals}
     by_level = {level_of[code]: code for code in keys}
     run = uuid.uuid4().hex[:6].upper()
     latencies: list[float] = []
+    added: list[tuple[str, float]] = []
     statuses: Counter[str] = Counter()
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     path = f"/v1/claims?wait={wait:g}"
@@ -85,6 +142,7 @@ async def paced_http(base_url: str, population: Population, keys: Mapping[str, s
                 return
             if answer.status_code == 200:
                 latencies.append((time.perf_counter() - due) * 1000)
+                added.append((claim["claim_id"], latencies[-1]))
                 statuses[answer.json().get("status", "?")] += 1
             else:
                 statuses[f"http {answer.status_code}"] += 1
@@ -100,11 +158,18 @@ async def paced_http(base_url: str, population: Population, keys: Mapping[str, s
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(due, claim)))
         await asyncio.gather(*tasks)
+    extra: dict[str, Any] = {}
+    if watch is not None:
+        await asyncio.sleep(0.5)  # the watch's last fetch
+        beyond = [total - pipeline for claim_id, total in added
+                  if (pipeline := watch.pipeline_ms(claim_id)) is not None]
+        extra = {"added_by_http_p50_ms": round(_percentile(beyond, 0.50), 2),
+                 "added_by_http_p99_ms": round(_percentile(beyond, 0.99), 2), "added_measured": len(beyond)}
     return {
         "path": "http", "rate": round(rate, 1), "sent": total, "answered": len(latencies),
         "p50_ms": round(_percentile(latencies, 0.50), 2), "p99_ms": round(_percentile(latencies, 0.99), 2),
         "p999_ms": round(_percentile(latencies, 0.999), 2), "max_ms": round(max(latencies, default=float("nan")), 2),
-        "statuses": dict(statuses),
+        "statuses": dict(statuses), **extra,
     }
 
 
@@ -138,6 +203,8 @@ async def _standalone(args: argparse.Namespace) -> list[dict[str, Any]]:
         await _ready(url, processes)
         cashier = bench.Cashier(infra.bootstrap, population, topics.CLAIMS, topics.SETTLEMENTS, args.seed, 0.0)
         await cashier.start()
+        watch = TopicWatch(infra.bootstrap)
+        await watch.start()
         try:
             await cashier.probe(120)
             await paced_http(url, population, keys, 5, 2, seed=args.seed + 1)  # warm the gateway's connections
@@ -149,7 +216,7 @@ async def _standalone(args: argparse.Namespace) -> list[dict[str, Any]]:
                     print(_line(results[-1]), file=sys.stderr)
                     before = _cpu(gateway), _cpu(None)
                     figures = await paced_http(url, population, keys, rate, args.seconds,
-                                               seed=args.seed + 100 * repeat + int(rate))
+                                               seed=args.seed + 100 * repeat + int(rate), watch=watch)
                     after = _cpu(gateway), _cpu(None)
                     figures["gateway_cpu_ms_per_claim"] = round(1000 * (after[0] - before[0]) / figures["sent"], 2)
                     figures["client_cpu_ms_per_claim"] = round(1000 * (after[1] - before[1]) / figures["sent"], 2)
@@ -157,6 +224,7 @@ async def _standalone(args: argparse.Namespace) -> list[dict[str, Any]]:
                     print(_line(results[-1]), file=sys.stderr)
                     processes.check()
         finally:
+            await watch.stop()
             await cashier.stop()
     finally:
         processes.stop()
@@ -189,6 +257,9 @@ async def _ready(url: str, processes: Any, timeout: float = 60) -> None:
 def _line(figures: dict[str, Any]) -> str:
     cpu = (f", CPU ms/claim gateway {figures['gateway_cpu_ms_per_claim']}, client {figures['client_cpu_ms_per_claim']}"
            if "gateway_cpu_ms_per_claim" in figures else "")
+    if "added_by_http_p50_ms" in figures:
+        cpu += (f"; beyond the pipeline's own time: p50 {figures['added_by_http_p50_ms']} ms, "
+                f"p99 {figures['added_by_http_p99_ms']} ms")
     return (f"{figures['path']:<5} at {figures['rate']:>6.1f}/s: p50 {figures['p50_ms']:>8.2f} ms, "
             f"p99 {figures['p99_ms']:>8.2f} ms, answered {figures['answered']}/{figures['sent']} "
             f"{figures['statuses']}{cpu}")

@@ -11,7 +11,7 @@ Answers are learnt from ``his.settlements`` into the gateway's own schema
 each sees every answer and wakes its own waiting requests once the answer is
 stored; upserts are idempotent, so two processes (or a process reading again
 after a restart) store each answer once. How far the store has read is kept
-per partition beside the answers, in the same transaction.
+per partition beside the answers, in the same statement.
 """
 
 from __future__ import annotations
@@ -39,17 +39,9 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medsettle import topics
-from medsettle.contract import (
-    MAX_MESSAGE_BYTES,
-    InvalidMessage,
-    RejectionCode,
-    SettlementResult,
-    parse_claim,
-    rejection,
-)
+from medsettle.contract import MAX_MESSAGE_BYTES, SettlementResult
 from medsettle.db import INFRASTRUCTURE_ERRORS, create_pool, migrate
 from medsettle.hospital_keys import HospitalKeys, signature
-from medsettle.runtime import now
 from medsettle.settings import Settings
 from services.gateway import repository as repo
 from services.gateway.models import (
@@ -80,6 +72,7 @@ ANSWERS_TO: dict[str, frozenset[str]] = {
 }
 """The answers that answer a request of each type (an earlier trial's answer
 does not answer the settle that follows it under the same claim_id)."""
+REJECTED = frozenset({"rejected"})  # a claim of no known type gets only a rejection
 
 
 class Refused(Exception):
@@ -186,7 +179,7 @@ class Gateway:
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
                                          **settings.producer_options())
         await self.producer.start()
-        options = settings.consumer_options()
+        options = {**settings.consumer_options(), "fetch_max_wait_ms": settings.gateway_fetch_max_wait_ms}
         for group_only in ("session_timeout_ms", "heartbeat_interval_ms"):
             options.pop(group_only, None)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
@@ -245,7 +238,7 @@ class Gateway:
                         answers.append(answer)
                 offsets[tp.partition] = records[-1].offset + 1
             try:
-                async with self.pool.acquire() as c, c.transaction():
+                async with self.pool.acquire() as c:
                     await repo.save_answers(c, answers, offsets)
             except asyncio.CancelledError:
                 raise
@@ -272,28 +265,24 @@ class Gateway:
             raise Refused(403, "FORBIDDEN",
                           f"报文的 hospital_code 须为调用方 {hospital_code}，不能代其他医疗机构提交")
         claim_id = raw["claim_id"]
-        try:
-            claim = parse_claim(body)
-        except InvalidMessage as exc:  # answered here, as eligibility would answer it
-            answer = rejection(RejectionCode.INVALID_MESSAGE, f"报文格式错误：{exc.message}",
-                               claim_id=claim_id, hospital_code=hospital_code, at=now()).to_json()
-            stored = answer_of(answer)
-            assert stored is not None
-            async with self.db.acquire() as c, c.transaction():
-                await repo.save_answers(c, [stored], {})
-            return 200, answer
+        # The rest of the claim is eligibility's to check: a claim with fields missing or
+        # ill-typed comes back as its INVALID_MESSAGE rejection, as it does on Kafka.
+        statuses = ANSWERS_TO.get(raw.get("type"), REJECTED)  # type: ignore[arg-type]
         key = self.keys.signing_key(hospital_code)
         assert key is not None  # the caller's signature was checked with it
         assert self.producer is not None
-        with self.waiters.expect(hospital_code, claim_id, ANSWERS_TO[claim.type]) as answered:
+        with self.waiters.expect(hospital_code, claim_id, statuses) as answered:
             await self.producer.send_and_wait(topics.CLAIMS, body, key=claim_id.encode(),
                                               headers=[(KAFKA_SIGNATURE_HEADER, signature(key, body).encode())])
-            async with self.db.acquire() as c:
-                await repo.accept(c, hospital_code, claim_id)
             try:
                 return 200, await asyncio.wait_for(asyncio.shield(answered), wait)
             except TimeoutError:
-                return 202, {"claim_id": claim_id, "status": "accepted"}
+                pass
+        # Not answered yet: known as accepted from now on (an answer, stored by the
+        # reader, is never overwritten by this), so that GET finds it and says so.
+        async with self.db.acquire() as c:
+            await repo.accept(c, hospital_code, claim_id)
+        return 202, {"claim_id": claim_id, "status": "accepted"}
 
     async def claim(self, hospital_code: str, claim_id: str) -> repo.StoredClaim | None:
         async with self.db.acquire() as c:
@@ -550,7 +539,7 @@ def run(settings: Settings | None = None) -> None:
     settings = settings or Settings()
     configure_logging("gateway", settings.log_level, settings.log_format)
     config = uvicorn.Config(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
-                            log_level="warning", access_log=False, lifespan="on")
+                            log_level="warning", access_log=False, lifespan="on", http="httptools")
     server = uvicorn.Server(config)
 
     async def serve() -> None:

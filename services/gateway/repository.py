@@ -61,40 +61,42 @@ def latest_per_claim(answers: list[Answer]) -> list[Answer]:
 
 
 _SAVE = """
-INSERT INTO claims AS c (hospital_code, claim_id, status, standing, answer, settled_at, settled_on,
-                         total, fund_total, answered_at)
-SELECT h, i, s, r, b, sa, so, t, f, now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::bytea[], $6::timestamptz[], $7::date[],
-            $8::numeric[], $9::numeric[]) AS a(h, i, s, r, b, sa, so, t, f)
-ON CONFLICT (hospital_code, claim_id) DO UPDATE SET
-    status = CASE WHEN excluded.standing >= c.standing THEN excluded.status ELSE c.status END,
-    standing = greatest(excluded.standing, c.standing),
-    answer = CASE WHEN excluded.standing >= c.standing THEN excluded.answer ELSE c.answer END,
-    answered_at = CASE WHEN excluded.standing >= c.standing THEN excluded.answered_at ELSE c.answered_at END,
-    settled_at = coalesce(c.settled_at, excluded.settled_at),
-    settled_on = coalesce(c.settled_on, excluded.settled_on),
-    total = CASE WHEN excluded.settled_at IS NOT NULL AND c.settled_at IS NULL THEN excluded.total
-                 ELSE coalesce(c.total, excluded.total) END,
-    fund_total = CASE WHEN excluded.settled_at IS NOT NULL AND c.settled_at IS NULL THEN excluded.fund_total
-                      ELSE coalesce(c.fund_total, excluded.fund_total) END
+WITH saved AS (
+    INSERT INTO claims AS c (hospital_code, claim_id, status, standing, answer, settled_at, settled_on,
+                             total, fund_total, answered_at)
+    SELECT h, i, s, r, b, sa, so, t, f, now()
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::bytea[], $6::timestamptz[], $7::date[],
+                $8::numeric[], $9::numeric[]) AS a(h, i, s, r, b, sa, so, t, f)
+    ON CONFLICT (hospital_code, claim_id) DO UPDATE SET
+        status = CASE WHEN excluded.standing >= c.standing THEN excluded.status ELSE c.status END,
+        standing = greatest(excluded.standing, c.standing),
+        answer = CASE WHEN excluded.standing >= c.standing THEN excluded.answer ELSE c.answer END,
+        answered_at = CASE WHEN excluded.standing >= c.standing THEN excluded.answered_at ELSE c.answered_at END,
+        settled_at = coalesce(c.settled_at, excluded.settled_at),
+        settled_on = coalesce(c.settled_on, excluded.settled_on),
+        total = CASE WHEN excluded.settled_at IS NOT NULL AND c.settled_at IS NULL THEN excluded.total
+                     ELSE coalesce(c.total, excluded.total) END,
+        fund_total = CASE WHEN excluded.settled_at IS NOT NULL AND c.settled_at IS NULL THEN excluded.fund_total
+                          ELSE coalesce(c.fund_total, excluded.fund_total) END
+    RETURNING 1
+), read_up_to AS (
+    INSERT INTO answer_offsets (partition, next_offset)
+    SELECT * FROM unnest($10::integer[], $11::bigint[])
+    ON CONFLICT (partition) DO UPDATE SET next_offset = greatest(answer_offsets.next_offset, excluded.next_offset)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM saved), (SELECT count(*) FROM read_up_to)
 """
 
 
 async def save_answers(c: asyncpg.Connection, answers: list[Answer], offsets: dict[int, int]) -> None:
-    """Upsert a batch's answers and how far it read, in the caller's transaction."""
+    """Upsert a batch's answers and how far it read: one statement, so one round trip,
+    all or nothing."""
     kept = latest_per_claim(answers)
-    if kept:
-        await c.execute(_SAVE, [a.hospital_code for a in kept], [a.claim_id for a in kept],
-                        [a.status for a in kept], [a.standing for a in kept], [a.body for a in kept],
-                        [a.settled_at for a in kept], [a.settled_on for a in kept],
-                        [a.total for a in kept], [a.fund_total for a in kept])
-    if offsets:
-        await c.execute(
-            """INSERT INTO answer_offsets (partition, next_offset)
-               SELECT * FROM unnest($1::integer[], $2::bigint[])
-               ON CONFLICT (partition) DO UPDATE SET next_offset = greatest(answer_offsets.next_offset,
-                                                                               excluded.next_offset)""",
-            list(offsets), list(offsets.values()))
+    await c.fetchrow(_SAVE, [a.hospital_code for a in kept], [a.claim_id for a in kept],
+                     [a.status for a in kept], [a.standing for a in kept], [a.body for a in kept],
+                     [a.settled_at for a in kept], [a.settled_on for a in kept],
+                     [a.total for a in kept], [a.fund_total for a in kept], list(offsets), list(offsets.values()))
 
 
 async def offsets(c: asyncpg.Connection) -> dict[int, int]:

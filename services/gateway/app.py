@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import asyncpg
 import orjson
@@ -460,7 +461,8 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
         if stored is None:
             raise Refused(404, "CLAIM_NOT_FOUND", f"医疗机构 {caller.hospital_code} 没有单据 {claim_id[:64]}")
         if stored.answer is None:
-            return _json({"claim_id": claim_id, "status": "accepted"}, 202, {"Location": f"/v1/claims/{claim_id}"})
+            return _json({"claim_id": claim_id, "status": "accepted"}, 202,
+                         {"Location": f"/v1/claims/{quote(claim_id, safe='')}"})
         return _json(national(orjson.loads(stored.answer)) if answer_format == "national" else stored.answer)
 
     @app.post(

@@ -225,7 +225,14 @@ class Gateway:
     async def _read_answers(self) -> None:
         assert self.consumer is not None and self.pool is not None
         while True:
-            batch = await self.consumer.getmany(timeout_ms=1000, max_records=self.settings.consumer_max_records)
+            try:
+                batch = await self.consumer.getmany(timeout_ms=1000, max_records=self.settings.consumer_max_records)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the broker away for a while: keep reading
+                log.warning("answers_not_read", error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
             if not batch:
                 continue
             answers: list[repo.Answer] = []
@@ -253,6 +260,11 @@ class Gateway:
                 self.waiters.deliver(answer)
 
     # ----------------------------------------------------------- requests
+
+    @property
+    def reading(self) -> bool:
+        """Whether answers are being learnt (a waiting request can be answered)."""
+        return self._reader is not None and not self._reader.done()
 
     @property
     def db(self) -> asyncpg.Pool:
@@ -480,6 +492,8 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
     @app.get("/health", summary="Whether this process can reach its database (public)", include_in_schema=False)
     async def health() -> Response:
         try:
+            if not gateway.reading:
+                raise RuntimeError("the reader of his.settlements has stopped")
             async with gateway.db.acquire() as c:
                 await c.fetchval("SELECT 1")
         except Exception as exc:  # noqa: BLE001 - reported, not raised

@@ -38,6 +38,8 @@ docs: $(VENV)/.installed
 	for s in $(SERVICES); do \
 	  DATABASE_URL=postgresql://unused $(VENV)/bin/faststream docs gen --factory services.$$s.app:app --yaml --out docs/asyncapi/$$s.yaml || exit 1; \
 	done
+	mkdir -p docs/openapi
+	$(PY) -m services.gateway openapi > docs/openapi/gateway.json
 
 bench: $(VENV)/.installed
 	$(PY) -m deploy.bench

@@ -25,8 +25,10 @@ from medsettle.kafka_broker import ApacheKafka
 from medsettle.settings import ROOT, Settings
 from medsettle.topics import ALL_TOPICS
 
-SERVICES = ["eligibility", "basic", "insurer", "assistance", "backstop", "settlement", "operations", "dashboard"]
-METRICS_PORTS = {name: int(os.environ.get("METRICS_PORT_BASE", "9101")) + i for i, name in enumerate(SERVICES)}
+SERVICES = ["eligibility", "basic", "insurer", "assistance", "backstop", "settlement", "operations", "dashboard",
+            "gateway"]
+METRICS_PORTS = {name: int(os.environ.get("METRICS_PORT_BASE", "9101")) + i  # the gateway serves on GATEWAY_PORT
+                 for i, name in enumerate(SERVICES[:8])}
 BROKERS = ("tansu", "kafka")
 COLOURS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94]
 
@@ -150,6 +152,7 @@ def service_env(settings: Settings, bootstrap: str, database_url: str, name: str
         METRICS_PORT=str(METRICS_PORTS.get(name, 0)),
         CONSUMER_INSTANCE_ID=name,  # one process per service: a restarted one takes its partitions back at once
         DASHBOARD_PORT=str(settings.dashboard_port),
+        GATEWAY_PORT=str(settings.gateway_port),
         PYTHONUNBUFFERED="1",
     )
     env.setdefault("LOG_FORMAT", "console")
@@ -195,7 +198,8 @@ async def main() -> int:
                            service_env(settings, bootstrap, database_url, name, **broker_env, **development))
         await supervisor.start()
         print(f"[supervisor ] {', '.join(supervisor.children)} started; dashboard on "
-              f"http://127.0.0.1:{settings.dashboard_port}; Ctrl-C stops everything", flush=True)
+              f"http://127.0.0.1:{settings.dashboard_port}; hospital API on http://127.0.0.1:{settings.gateway_port}; "
+              "Ctrl-C stops everything", flush=True)
         await stop.wait()
         print("[supervisor ] stopping", flush=True)
     finally:

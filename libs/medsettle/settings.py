@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
     database_url: str | None = Field(None, description="PostgreSQL URL; unset means the embedded server")
     dashboard_port: int = Field(8080, description="port of the operator dashboard")
+    gateway_port: int = Field(8000, description="port of the hospital HTTP API (CONTRACT §8)")
+    gateway_host: str = Field("127.0.0.1", description="address the hospital HTTP API listens on")
+    gateway_fetch_max_wait_ms: int = Field(
+        5, ge=1,
+        description="how long the gateway's reader of his.settlements lets the broker hold an empty fetch: a "
+                    "cashier at the counter waits on that reader (README \"Hospital HTTP API\")",
+    )
     policy_dir: Path = Field(ROOT / "policies", description="folder of policy files, one per region and year")
     topic_partitions: int | None = Field(
         None, ge=1,
@@ -82,10 +89,14 @@ class Settings(BaseSettings):
     stuck_check_seconds: float = Field(5.0, description="how often eligibility looks for stuck claims (0: never)")
     log_level: str = Field("INFO", description="structlog level")
     log_format: str = Field("json", description="json, or console for people")
-    hospital_keys: dict[str, str] = Field(
+    hospital_keys: dict[str, str | list[str]] = Field(
         default_factory=dict,
-        description="HMAC-SHA256 keys of hospitals that must sign their claims (JSON object)",
+        description="HMAC-SHA256 keys of hospitals that must sign their claims (JSON object: hospital code to a key, "
+                    "or to a list of keys while one is rotated; the first signs, any is accepted)",
         repr=False,  # never in a repr, so never in a log line or a traceback
+    )
+    hospital_keys_file: Path | None = Field(
+        None, description="a JSON file of the same shape as HOSPITAL_KEYS, added to it (medsettle.hospital_keys)",
     )
     audit_sample_rate: float = Field(
         0.01, ge=0, le=1, description="share of accepted claims drawn for a random audit (by a hash of claim_id)",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ from medsettle.contract import (
     parse_claim,
     rejection,
 )
+from medsettle.hospital_keys import HospitalKeys
 from medsettle.policy import PolicyBook
 from medsettle.runtime import Outgoing, Service, create_app, dead_letter
 from medsettle.settings import Settings
@@ -248,14 +250,19 @@ class EligibilityStage(Service):
             policy=document.policy, total=claim.total, settled_at=self.clock(),
         ))
 
+    @functools.cached_property
+    def hospital_keys(self) -> HospitalKeys:
+        """HOSPITAL_KEYS and HOSPITAL_KEYS_FILE, read once, on first use."""
+        return HospitalKeys.from_settings(self.settings)
+
     def _signature_ok(self, record: ConsumerRecord, hospital_code: str) -> bool:
-        key = self.settings.hospital_keys.get(hospital_code)
-        if key is None:
+        """Hospitals with keys must sign; any of a hospital's keys is accepted (rotation)."""
+        if hospital_code not in self.hospital_keys:
             return True
         sent = next((v for k, v in (record.headers or ()) if k == SIGNATURE_HEADER), None)
         if sent is None:
             return False
-        return hmac.compare_digest(sent.decode("ascii", "replace"), sign(key, record.value or b""))
+        return self.hospital_keys.verifies(hospital_code, record.value or b"", sent)
 
     async def _claims(self, records: Sequence[ConsumerRecord]) -> list[Outgoing]:
         out: list[Outgoing] = []

@@ -1,16 +1,9 @@
 import pytest
 
+from tests.e2e.conftest import HOSPITALS
 from tests.factories import hospital_record
 from tests.harness import Pipeline, fresh_database, pipeline_settings
 
-HOSPITALS = {
-    "village": "H3404210010",
-    "township": "H3404210011",
-    "county": "H3404210001",
-    "city": "H3404000001",
-    "province": "H3400000001",
-    "out_of_province": "H3100000001",
-}
 
 
 @pytest.fixture(scope="package")

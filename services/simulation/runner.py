@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from medsettle.policy import Policy, PolicyBook
+from medsettle.process import tune_garbage_collector
 from services.simulation import repository as repo
 from services.simulation.replay import FUND_CODES, Replayer
 from services.simulation.report import Tally
@@ -75,6 +76,7 @@ _worker: dict[str, Any] = {}
 
 def _start_worker(database_url: str, snapshot: str, candidate: Policy, live: Policy | None,
                   change_threshold: Decimal, largest: int) -> None:
+    tune_garbage_collector(50000)  # as the services do (medsettle.process)
     loop = asyncio.new_event_loop()
 
     async def connect() -> asyncpg.Connection:

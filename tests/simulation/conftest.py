@@ -5,7 +5,6 @@ from tests.factories import hospital_record
 from tests.harness import Pipeline, fresh_database, pipeline_settings
 
 
-
 @pytest.fixture(scope="package")
 async def settled_year(kafka_bootstrap, database_url):
     """The real pipeline (real broker, real PostgreSQL) with a generated year

@@ -91,6 +91,8 @@ def accumulate(state: Counters, delta: Counters, sign: int = 1) -> Counters:
     """``state.add(delta, sign)`` (what a stage stores), without pydantic's
     copy: a replay adds four deltas per claim, and ``model_copy`` cost a
     fifth of the replay (tests/simulation/test_replay.py checks the two agree)."""
+    if not delta.__pydantic_fields_set__:  # a delta of defaults only: nothing to add
+        return state
     theirs = delta.__dict__
     values: dict[str, Any] = {}
     for name, mine in state.__dict__.items():

@@ -90,7 +90,10 @@ def _start_worker(database_url: str, snapshot: str, candidate: Policy, live: Pol
 
 def _replay_chunk(claim_ids: list[str]) -> Tally:
     w = _worker
-    by_person = w["loop"].run_until_complete(repo.recorded_claims(w["connection"], claim_ids))
+    try:
+        by_person = w["loop"].run_until_complete(repo.recorded_claims(w["connection"], claim_ids))
+    except LookupError as exc:
+        raise SimulationError(f"the record is incomplete: {exc}") from None
     return replay_persons(by_person, w["replayer"], w["candidate"], w["live"], w["change_threshold"], w["largest"])
 
 

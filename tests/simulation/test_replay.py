@@ -145,3 +145,29 @@ def test_accumulate_is_what_a_stage_stores():
     assert accumulate(state, state, -1) == state.add(state, -1) == BasicAccumulator()
     backstop = BackstopAccumulator(burden=Decimal("2.00"), paid=Decimal("1.00"))
     assert accumulate(backstop, backstop) == backstop.add(backstop)
+
+
+def test_a_year_without_claims_reports_zeros_and_no_ratio():
+    report = Tally().report(region="340421", year=2030, candidate=POLICY, live=None, budgets={})
+    assert (report["claims"], report["persons"], report["total"]) == (0, 0, "0.00")
+    assert report["compensation_ratio"] == {"actual": None, "simulated": None}
+    assert report["funds"]["390100"] == {"name": "城乡居民基本医疗保险统筹基金", "actual": "0.00", "simulated": "0.00",
+                                         "change": "0.00", "change_percent": None}
+    assert report["by_level"] == [] and report["live_policy"] is None
+
+
+def test_tallies_of_two_chunks_merge_into_the_tally_of_both():
+    docs = [document(POLICY, a=a, person_id=f"34042119900101{n:04d}", categories=c)
+            for n, (a, c) in enumerate((("9000", []), ("40000", ["subsistence"]), ("70000", ["poverty_registered"])))]
+    replayer = Replayer(POLICY)
+    years = [replayer.person_year(d.person.person_id, [recorded(d, 0)]) for d in docs]
+    whole, first, second = Tally(largest=2), Tally(largest=2), Tally(largest=2)
+    for year in years:
+        whole.add(year, POLICY, POLICY)
+    first.add(years[0], POLICY, POLICY)
+    for year in years[1:]:
+        second.add(year, POLICY, POLICY)
+    first.merge(second)
+    kwargs = dict(region="340421", year=2024, candidate=POLICY, live=POLICY, budgets={"390100": Decimal(1000000)})
+    assert first.report(**kwargs) == whole.report(**kwargs)
+    assert len(whole.report(**kwargs)["personal_change"]["largest_decreases"]) == 2

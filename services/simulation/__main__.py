@@ -35,7 +35,8 @@ def _budget(text: str) -> tuple[str, Decimal]:
     except InvalidOperation:
         raise argparse.ArgumentTypeError(f"--budget {text!r}: want FUND=YUAN, e.g. 390100=60000000") from None
     if code not in ("390100", "390200", "610100", "640100") or not value.is_finite() or value < 0:
-        raise argparse.ArgumentTypeError(f"--budget {text!r}: want FUND=YUAN with FUND one of 390100 390200 610100 640100")
+        raise argparse.ArgumentTypeError(
+            f"--budget {text!r}: want FUND=YUAN with FUND one of 390100 390200 610100 640100")
     return code, value
 
 
@@ -43,7 +44,8 @@ def table(report: dict[str, Any]) -> str:
     """The comparison as a cashier's office prints it: plain columns."""
     lines = [
         f"补偿方案测算 {report['candidate']['policy']} {report['candidate']['name']}",
-        f"region {report['region']}, {report['year']} claims (policy in force: {report['live_policy'] or 'not loaded'}): "
+        f"region {report['region']}, {report['year']} claims "
+        f"(policy in force: {report['live_policy'] or 'not loaded'}): "
         f"{report['claims']} claims ({report['reversals']} reversed), {report['persons']} persons, "
         f"total {report['total']}",
         "",
@@ -62,7 +64,8 @@ def table(report: dict[str, Any]) -> str:
     for row in report["by_category"]:
         lines.append(f"{'  category ' + row['key']:<40}{row['actual'] or '-':>10}{row['simulated'] or '-':>12}")
     reached = report["serious_illness_threshold_reached"]
-    lines += ["", f"persons above the serious-illness threshold: actual {reached['actual']}, simulated {reached['simulated']}",
+    lines += ["", f"persons above the serious-illness threshold: actual {reached['actual']}, "
+                  f"simulated {reached['simulated']}",
               "", f"{'persons by yearly fund payout':<40}{'actual':>10}{'simulated':>12}"]
     for row in report["payout_buckets"]:
         lines.append(f"{'  ' + row['bucket']:<40}{row['actual']:>10}{row['simulated']:>12}")

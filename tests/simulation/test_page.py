@@ -7,7 +7,6 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, expect

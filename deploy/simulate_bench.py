@@ -134,9 +134,10 @@ def _with_database(url: str, database: str) -> str:
 
 class ProcessCpu:
     """CPU seconds used, while it watches, by this machine's processes whose
-    command line holds ``word`` (PostgreSQL's backends come and go: each is
-    sampled every 0.2 s, and one that ended counts what it had used when last
-    seen)."""
+    command line holds ``word``: the backends of the bench's own database,
+    whose process title names it (other PostgreSQL servers run on this
+    machine too). Backends come and go: each is sampled every 0.2 s, and one
+    that ended counts what it had used when last seen."""
 
     def __init__(self, word: str) -> None:
         self.word = word.encode()
@@ -212,7 +213,7 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict:
         request = Request(region="340421", year=2024, candidate=load_policy(POLICY), workers=args.workers)
         load_before = os.getloadavg()
         own_before = resource.getrusage(resource.RUSAGE_SELF)
-        with ProcessCpu("postgres") as postgres:
+        with ProcessCpu(name) as postgres:
             started = time.perf_counter()
             report = await simulate(url, request, policy_dir=ROOT / "policies")
             wall = time.perf_counter() - started

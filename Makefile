@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/libs:$(CURDIR)
 SERVICES := eligibility basic insurer assistance backstop settlement
 
-.PHONY: run test demo docs bench bench-import chaos policy-check system-deps kafka kafka-certs clean
+.PHONY: run test demo docs bench bench-import chaos policy-check system-deps kafka kafka-certs simulate simulate-bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,5 +53,13 @@ chaos: $(VENV)/.installed
 policy-check: $(VENV)/.installed
 	$(PY) -m medsettle.policy $(FILE)
 
+# Policy simulation (README "Policy simulation"): make simulate POLICY=file REGION=code YEAR=yyyy [OUT=file]
+OUT ?= simulation-results/simulation.json
+simulate: $(VENV)/.installed
+	$(PY) -m services.simulation --policy $(POLICY) --region $(REGION) --year $(YEAR) --out $(OUT)
+
+simulate-bench: $(VENV)/.installed
+	$(PY) -m deploy.simulate_bench
+
 clean:
-	rm -rf $(VENV) .kafka .kafka-certs .run .pytest_cache .hypothesis docs/asyncapi bench-results
+	rm -rf $(VENV) .kafka .kafka-certs .run .pytest_cache .hypothesis docs/asyncapi bench-results simulation-results

@@ -41,6 +41,7 @@ from medsettle.runtime import now
 from medsettle.settings import Settings
 from services.dashboard import clearing as clearing_
 from services.dashboard import repository as repo
+from services.dashboard import simulation
 from services.dashboard.auth import LoginThrottle, SecureCookiesOverHttps, User, Users, without_categories
 from services.dashboard.figures import (
     average,
@@ -555,6 +556,7 @@ def build_app(settings: Settings | None = None, *, clock: Callable[[], dt.dateti
             Route("/api/dead-letters", dead_letters, methods=["GET"]),
             Route("/api/dead-letters/{dead_letter_id}/replay", replay, methods=["POST"]),
             Route("/api/reviews/{claim_id:path}", review, methods=["POST"]),
+            *simulation.routes(settings, viewer, operator, lambda r: _user(r, dashboard) is not None),  # 方案测算
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[Middleware(SecureCookiesOverHttps), Middleware(SessionMiddleware, secret_key=secret, session_cookie="medsettle_dashboard",

@@ -1,0 +1,150 @@
+"""Policy simulation (补偿方案测算): one person's year of recorded claim events
+replayed through a candidate policy. Pure: no I/O, no clock.
+
+The layers are the services' own functions (``medsettle.pipeline.layer_functions``:
+``settle_basic``, ``settle_serious_illness``, ``settle_assistance``,
+``settle_backstop``), applied in the stages' order to accumulators held here,
+never to the live ones. Events are applied as the stages applied them: a
+settle adds the claim's delta to each layer's accumulator; a reversal
+subtracts the delta that claim's settle added (``Counters.add(delta, -1)``),
+at the point in the person's history where the reversal happened.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from medsettle.accumulator import Counters, LayerOutcome
+from medsettle.contract import LayerName, SettlementDocument, _built
+from medsettle.money import ZERO
+from medsettle.pipeline import layer_functions
+from medsettle.policy import Policy
+
+FUND_CODES: tuple[str, ...] = ("390100", "390200", "610100", "640100")
+FUND_LAYERS: tuple[LayerName, ...] = (
+    LayerName.BASIC, LayerName.SERIOUS_ILLNESS, LayerName.ASSISTANCE, LayerName.BACKSTOP,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedClaim:
+    """One settled claim as the platform recorded it: the document the
+    eligibility stage sent on to the layers, when the settlement stage
+    confirmed it and (if so) reversed it, and what each fund actually paid."""
+
+    document: SettlementDocument
+    settled_at: dt.datetime
+    reversed_at: dt.datetime | None
+    paid: tuple[Decimal, Decimal, Decimal, Decimal]  # 390100, 390200, 610100, 640100 as actually paid
+    total: Decimal
+    compliant: Decimal
+    personal: Decimal
+
+
+@dataclass(slots=True)
+class ReplayedClaim:
+    claim: RecordedClaim
+    paid: tuple[Decimal, Decimal, Decimal, Decimal]  # as the candidate would have paid
+    personal: Decimal
+
+    @property
+    def in_force(self) -> bool:
+        """Still settled at the end of the record (not reversed)."""
+        return self.claim.reversed_at is None
+
+
+@dataclass(slots=True)
+class PersonYear:
+    """One person's replayed year: every claim, and the final accumulators."""
+
+    person_id: str
+    claims: list[ReplayedClaim]
+    accumulators: dict[str, Counters] = field(default_factory=dict)
+
+    @property
+    def serious_illness_base(self) -> Decimal:
+        state = self.accumulators.get("insurer")
+        return getattr(state, "base", ZERO) if state is not None else ZERO
+
+
+def events(claims: Sequence[RecordedClaim]) -> list[tuple[str, int]]:
+    """The person's settles and reversals in the order they happened:
+    ``("settle" | "cancel", index into claims)``. A reversal never precedes
+    its own settle; equal times keep the claims' order."""
+    timeline: list[tuple[dt.datetime, int, int, str]] = []
+    for index, claim in enumerate(claims):
+        timeline.append((claim.settled_at, 0, index, "settle"))
+        if claim.reversed_at is not None:
+            timeline.append((max(claim.reversed_at, claim.settled_at), 1, index, "cancel"))
+    timeline.sort(key=lambda e: (e[0], e[2], e[1]))
+    return [(kind, index) for _, _, index, kind in timeline]
+
+
+LayerFunction = Callable[[Policy, SettlementDocument, Any], LayerOutcome]
+
+
+def accumulate(state: Counters, delta: Counters, sign: int = 1) -> Counters:
+    """``state.add(delta, sign)`` (what a stage stores), without pydantic's
+    copy: a replay adds four deltas per claim, and ``model_copy`` cost a
+    fifth of the replay (tests/simulation/test_replay.py checks the two agree)."""
+    if not delta.__pydantic_fields_set__:  # a delta of defaults only: nothing to add
+        return state
+    theirs = delta.__dict__
+    values: dict[str, Any] = {}
+    for name, mine in state.__dict__.items():
+        other = theirs[name]
+        if type(mine) is dict:
+            merged = dict(mine)
+            for key, value in other.items():
+                merged[key] = merged.get(key, Decimal(0)) + sign * value
+            values[name] = {k: v for k, v in merged.items() if v != 0}
+        else:
+            values[name] = mine + sign * other
+    return _built(type(state), values)
+
+
+class Replayer:
+    """Applies the services' layer functions with one candidate policy."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.layers: list[tuple[str, LayerFunction, type[Counters]]] = layer_functions()
+
+    def _as_candidate_sees(self, document: SettlementDocument) -> SettlementDocument:
+        """Eligibility decides who is favoured with the policy in force
+        (``policy.favoured(categories)``); the candidate may decide otherwise."""
+        person = document.person
+        favoured = self.policy.favoured(list(person.categories))
+        if favoured == person.favoured:
+            return document
+        return document.model_copy(update={"person": person.model_copy(update={"favoured": favoured})})
+
+    def person_year(self, person_id: str, claims: Sequence[RecordedClaim]) -> PersonYear:
+        """Replay one person's claims (of one accumulation year)."""
+        policy = self.policy
+        states: dict[str, Counters] = {name: kind() for name, _, kind in self.layers}
+        deltas: dict[int, list[Counters]] = {}
+        replayed: dict[int, ReplayedClaim] = {}
+        for kind, index in events(claims):
+            claim = claims[index]
+            if kind == "settle":
+                document = self._as_candidate_sees(claim.document)
+                added: list[Counters] = []
+                for name, apply, _ in self.layers:
+                    outcome = apply(policy, document, states[name])
+                    states[name] = accumulate(states[name], outcome.delta)
+                    added.append(outcome.delta)
+                    document = outcome.document
+                deltas[index] = added
+                amounts = {layer.layer: layer.amount for layer in document.layers}
+                paid = tuple(amounts.get(layer, ZERO) for layer in FUND_LAYERS)
+                total = document.breakdown.total if document.breakdown is not None else claim.total
+                replayed[index] = ReplayedClaim(claim, paid, total - sum(paid, ZERO))  # type: ignore[arg-type]
+            else:  # the reversal takes out exactly what the settle put in, layer by layer
+                for (name, _, _), delta in zip(self.layers, deltas[index]):
+                    states[name] = accumulate(states[name], delta, -1)
+        return PersonYear(person_id, [replayed[i] for i in range(len(claims))], states)

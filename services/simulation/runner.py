@@ -1,0 +1,141 @@
+"""Runs a simulation: streams a region's year of recorded claims out of
+PostgreSQL person by person and replays them in worker processes.
+
+The main process holds one read-only transaction and walks the claim ids in
+person order with a server-side cursor, cutting them into chunks that never
+split a person. Each worker process joins the same snapshot, reads the
+documents of a chunk, replays each person (``replay.Replayer``) and returns a
+``Tally`` of the chunk; the main process merges them. At most two chunks per
+worker are in flight, so memory stays bounded whatever the year's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from medsettle.policy import Policy, PolicyBook
+from medsettle.process import tune_garbage_collector
+from services.simulation import repository as repo
+from services.simulation.replay import FUND_CODES, Replayer
+from services.simulation.report import Tally
+
+
+class SimulationError(ValueError):
+    """A simulation that cannot be run as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Request:
+    region: str
+    year: int
+    candidate: Policy
+    budgets: dict[str, Decimal] = field(default_factory=dict)  # overrides of the candidate's
+    change_threshold: Decimal = Decimal(100)
+    largest: int = 10
+    workers: int = 0  # 0: one per CPU
+    chunk: int = 2000
+
+    @property
+    def live_policy_id(self) -> str:
+        return f"{self.region}-{self.year}"
+
+
+def check_candidate(candidate: Policy, region: str, year: int) -> None:
+    """The claims are the region's of that year (the one-bills settled under
+    policy ``region-year``); the candidate's year may differ (a draft for next
+    year replayed on this year's claims), its region may not."""
+    if candidate.region != region:
+        raise SimulationError(
+            f"candidate {candidate.policy} is a scheme of region {candidate.region}, not of region {region} "
+            "whose claims were asked for")
+
+
+def live_policy(policy_dir: Path, region: str, year: int) -> Policy | None:
+    return PolicyBook(policy_dir).get(region, year)
+
+
+def budgets_of(request: Request) -> dict[str, Decimal]:
+    budgets = {code: amount for code, amount in request.candidate.budgets.items() if code in FUND_CODES}
+    budgets.update(request.budgets)
+    return budgets
+
+
+# ----------------------------------------------------------- worker process
+
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(database_url: str, snapshot: str, candidate: Policy, live: Policy | None,
+                  change_threshold: Decimal, largest: int) -> None:
+    tune_garbage_collector(50000)  # as the services do (medsettle.process)
+    loop = asyncio.new_event_loop()
+
+    async def connect() -> asyncpg.Connection:
+        connection = await asyncpg.connect(database_url)
+        await repo.join_snapshot(connection, snapshot)
+        return connection
+
+    _worker.update(loop=loop, connection=loop.run_until_complete(connect()), replayer=Replayer(candidate),
+                   candidate=candidate, live=live, change_threshold=change_threshold, largest=largest)
+
+
+def _replay_chunk(claim_ids: list[str]) -> Tally:
+    w = _worker
+    try:
+        by_person = w["loop"].run_until_complete(repo.recorded_claims(w["connection"], claim_ids))
+    except LookupError as exc:
+        raise SimulationError(f"the record is incomplete: {exc}") from None
+    return replay_persons(by_person, w["replayer"], w["candidate"], w["live"], w["change_threshold"], w["largest"])
+
+
+def replay_persons(by_person: dict, replayer: Replayer, candidate: Policy, live: Policy | None,
+                   change_threshold: Decimal, largest: int) -> Tally:
+    tally = Tally(change_threshold=change_threshold, largest=largest)
+    for person_id, claims in by_person.items():
+        tally.add(replayer.person_year(person_id, claims), candidate, live)
+    return tally
+
+
+# ------------------------------------------------------------ main process
+
+async def simulate(database_url: str, request: Request, *, policy_dir: Path) -> dict[str, Any]:
+    """The report (``Tally.report``) of replaying ``request``."""
+    check_candidate(request.candidate, request.region, request.year)
+    live = live_policy(policy_dir, request.region, request.year)
+    workers = request.workers or os.cpu_count() or 1
+    total = Tally(change_threshold=request.change_threshold, largest=request.largest)
+    connection = await asyncpg.connect(database_url)
+    try:
+        transaction, snapshot = await repo.begin_snapshot(connection)
+        try:
+            with ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                initargs=(database_url, snapshot, request.candidate, live, request.change_threshold, request.largest),
+            ) as pool:
+                loop = asyncio.get_running_loop()
+                in_flight: set[asyncio.Future] = set()
+                async for chunk in repo.claim_chunks(connection, request.live_policy_id, request.chunk):
+                    if len(in_flight) >= 2 * workers:
+                        done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                        for future in done:
+                            total.merge(future.result())
+                    in_flight.add(loop.run_in_executor(pool, _replay_chunk, chunk))
+                for tally in await asyncio.gather(*in_flight):
+                    total.merge(tally)
+        finally:
+            await transaction.rollback()
+    finally:
+        await connection.close()
+    report = total.report(region=request.region, year=request.year, candidate=request.candidate, live=live,
+                          budgets=budgets_of(request))
+    report["workers"] = workers
+    return report

@@ -118,9 +118,9 @@ class Cashier:
 
 
 @pytest.fixture(scope="package")
-async def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
+async def system(database_url: str, embedded_broker_factory) -> AsyncIterator[System]:  # noqa: ANN001
     url = await fresh_database(database_url, prefix="gateway")
-    async with own_broker(tmp_path_factory.mktemp("gateway-broker") / "broker.log") as bootstrap:
+    async with own_broker(embedded_broker_factory) as bootstrap:
         pipeline = Pipeline(pipeline_settings(bootstrap, url, hospital_keys=KEYS))
         await pipeline.start()
         try:

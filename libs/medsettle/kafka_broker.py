@@ -96,8 +96,13 @@ def kafka_lib(fetch: bool = True) -> Path:
 
 
 def _cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding,
+    never starting with "-" (as Kafka's own ``Uuid.randomUuid``): StorageTool
+    would read such an id after ``-t`` as an option of its own."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _java() -> str:

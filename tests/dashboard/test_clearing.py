@@ -18,6 +18,7 @@ import httpx
 import orjson
 import pytest
 
+from deploy.dev_credentials import dev_users
 from medsettle import topics
 from medsettle.contract import SettlementResult
 from medsettle.embedded import ensure_topics
@@ -89,7 +90,8 @@ async def system(database_url: str, embedded_broker_factory: Any) -> AsyncIterat
             hospitals=[hospital_record(COUNTY, "county"), hospital_record(TOWNSHIP, "township")])
         settings = Settings(database_url=url, log_level="WARNING",
                             eligibility_api_url=f"http://127.0.0.1:{free_port()}",
-                            operations_api_url=f"http://127.0.0.1:{free_port()}", service_metrics_urls={})
+                            operations_api_url=f"http://127.0.0.1:{free_port()}", service_metrics_urls={},
+                            dashboard_users=dev_users(), dashboard_development_users=True)  # as under make run
         app = build_app(settings, clock=lambda: now[0])
         port = free_port()
         async with serving(app, port), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:

@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from deploy.dev_credentials import dev_users
 from medsettle.settings import ROOT, Settings
 from services.dashboard.app import build_app
 from tests.dashboard.conftest import ARTIFACTS, free_port, serving
@@ -38,7 +39,8 @@ async def page_url(settled_year, tmp_path_factory) -> AsyncIterator[str]:
     try:
         nobody = f"http://127.0.0.1:{free_port()}"
         settings = Settings(database_url=url, policy_dir=ROOT / "policies", eligibility_api_url=nobody,
-                            operations_api_url=nobody, service_metrics_urls={}, log_level="WARNING")
+                            operations_api_url=nobody, service_metrics_urls={}, log_level="WARNING",
+                            dashboard_users=dev_users(), dashboard_development_users=True)  # as under make run
         port = free_port()
         async with serving(build_app(settings), port):
             yield f"http://127.0.0.1:{port}"

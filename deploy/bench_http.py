@@ -34,6 +34,7 @@ import httpx
 import orjson
 
 from deploy.bench_population import Population
+from medsettle.httpserver import wait_healthy
 from services.gateway.signing import signed_headers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +201,7 @@ async def _standalone(args: argparse.Namespace) -> list[dict[str, Any]]:
         await bench.wait_for_table(database_url, "eligibility.persons", 60)
         await bench.register(infra.bootstrap, database_url, population, "topic", processes, timeout=600)
         url = f"http://127.0.0.1:{port}"
-        await _ready(url, processes)
+        await wait_healthy(url, alive=processes.check)
         cashier = bench.Cashier(infra.bootstrap, population, topics.CLAIMS, topics.SETTLEMENTS, args.seed, 0.0)
         await cashier.start()
         watch = TopicWatch(infra.bootstrap)
@@ -238,20 +239,6 @@ def _cpu(child: Any) -> float:
 
     times = psutil.Process(child.pid if child is not None else None).cpu_times()
     return times.user + times.system
-
-
-async def _ready(url: str, processes: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2) as client:
-        while time.monotonic() < deadline:
-            processes.check()
-            try:
-                if (await client.get(f"{url}/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"the gateway at {url} did not answer /health in {timeout:.0f} s")
 
 
 def _line(figures: dict[str, Any]) -> str:

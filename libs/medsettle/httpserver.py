@@ -22,10 +22,12 @@ In compose they are reachable only on the services' own network.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 import structlog
 import uvicorn
@@ -215,3 +217,21 @@ class ServiceHttp:
         self.server.should_exit = True
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def wait_healthy(url: str, timeout: float = 60.0, *, alive: Callable[[], None] | None = None,
+                       every: float = 0.1) -> None:
+    """Wait until the server at ``url`` answers ``/health`` with 200; ``alive``
+    (called before each try) raises when the process behind it has exited."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as client:
+        while time.monotonic() < deadline:
+            if alive is not None:
+                alive()
+            try:
+                if (await client.get(f"{url}/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(every)
+    raise TimeoutError(f"{url} did not answer /health with 200 in {timeout:.0f} s")

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from medsettle.accumulator import Counters, LayerOutcome
-from medsettle.contract import LayerName, SettlementDocument, _built
+from medsettle.contract import LayerName, SettlementDocument
 from medsettle.money import ZERO
 from medsettle.pipeline import layer_functions
 from medsettle.policy import Policy
@@ -87,26 +87,6 @@ def events(claims: Sequence[RecordedClaim]) -> list[tuple[str, int]]:
 LayerFunction = Callable[[Policy, SettlementDocument, Any], LayerOutcome]
 
 
-def accumulate(state: Counters, delta: Counters, sign: int = 1) -> Counters:
-    """``state.add(delta, sign)`` (what a stage stores), without pydantic's
-    copy: a replay adds four deltas per claim, and ``model_copy`` cost a
-    fifth of the replay (tests/simulation/test_replay.py checks the two agree)."""
-    if not delta.__pydantic_fields_set__:  # a delta of defaults only: nothing to add
-        return state
-    theirs = delta.__dict__
-    values: dict[str, Any] = {}
-    for name, mine in state.__dict__.items():
-        other = theirs[name]
-        if type(mine) is dict:
-            merged = dict(mine)
-            for key, value in other.items():
-                merged[key] = merged.get(key, Decimal(0)) + sign * value
-            values[name] = {k: v for k, v in merged.items() if v != 0}
-        else:
-            values[name] = mine + sign * other
-    return _built(type(state), values)
-
-
 class Replayer:
     """Applies the services' layer functions with one candidate policy."""
 
@@ -136,7 +116,7 @@ class Replayer:
                 added: list[Counters] = []
                 for name, apply, _ in self.layers:
                     outcome = apply(policy, document, states[name])
-                    states[name] = accumulate(states[name], outcome.delta)
+                    states[name] = states[name].add(outcome.delta)
                     added.append(outcome.delta)
                     document = outcome.document
                 deltas[index] = added
@@ -146,5 +126,5 @@ class Replayer:
                 replayed[index] = ReplayedClaim(claim, paid, total - sum(paid, ZERO))  # type: ignore[arg-type]
             else:  # the reversal takes out exactly what the settle put in, layer by layer
                 for (name, _, _), delta in zip(self.layers, deltas[index]):
-                    states[name] = accumulate(states[name], delta, -1)
+                    states[name] = states[name].add(delta, -1)
         return PersonYear(person_id, [replayed[i] for i in range(len(claims))], states)

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import orjson
 import pytest
 
 from medsettle.embedded import free_port
+from medsettle.httpserver import wait_healthy
 from medsettle.settings import ROOT
 from services.gateway.signing import signed_headers
 from tests.eligibility.conftest import own_broker
@@ -63,18 +63,12 @@ class GatewayProcess:
                                         env=system.gateway_env(self.port), stdout=self.log, stderr=subprocess.STDOUT)
 
     async def ready(self, timeout: float = 60.0) -> GatewayProcess:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=2) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"the gateway exited with {self.process.returncode}: {self.log.name}")
-                try:
-                    if (await client.get(f"{self.url}/health")).status_code == 200:
-                        return self
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"the gateway did not answer /health in {timeout} s: {self.log.name}")
+        await wait_healthy(self.url, timeout, alive=self._alive)
+        return self
+
+    def _alive(self) -> None:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the gateway exited with {self.process.returncode}: {self.log.name}")
 
     def stop(self) -> None:
         if self.process.poll() is None:

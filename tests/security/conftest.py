@@ -21,6 +21,7 @@ import pytest
 from deploy.run import Supervisor, service_env
 from medsettle import topics
 from medsettle.embedded import ensure_topics, free_port
+from medsettle.httpserver import wait_healthy
 from medsettle.settings import Settings
 from tests.factories import hospital_record
 from tests.harness import Hospital, fresh_database
@@ -83,18 +84,6 @@ class RunningSystem:
         return [{**dict(r), "detail": orjson.loads(r["detail"])} for r in rows]
 
 
-async def _healthy(url: str, deadline: float) -> None:
-    async with httpx.AsyncClient(timeout=2) as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(f"{url}/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.3)
-    raise AssertionError(f"{url} did not become healthy")
-
-
 @pytest.fixture(scope="package")
 async def running(database_url: str, embedded_broker_factory: Any) -> AsyncIterator[RunningSystem]:
     url = await fresh_database(database_url, prefix="sec")
@@ -123,8 +112,7 @@ async def running(database_url: str, embedded_broker_factory: Any) -> AsyncItera
     hospital = Hospital(bootstrap)
     await supervisor.start()
     try:
-        deadline = time.monotonic() + 120
-        await asyncio.gather(*(_healthy(f"http://127.0.0.1:{p}", deadline) for p in ports.values()))
+        await asyncio.gather(*(wait_healthy(f"http://127.0.0.1:{p}", 120, every=0.3) for p in ports.values()))
         await hospital.start()
         system = RunningSystem(supervisor, hospital, url, ports)
         await system.register(hospitals=[hospital_record(COUNTY, "county"), hospital_record(PROVINCE, "province")])

@@ -130,23 +130,6 @@ def test_budget_use_is_cumulative_by_service_month():
     assert report["differences"] == {"claims": 0, "persons": 0}
 
 
-def test_accumulate_is_what_a_stage_stores():
-    from services.basic.rules import BasicAccumulator
-    from services.backstop.rules import BackstopAccumulator
-    from services.simulation.replay import accumulate
-
-    state = BasicAccumulator(inpatient_paid=Decimal("10.00"), admissions={"county": Decimal(1)})
-    deltas = [BasicAccumulator(inpatient_paid=Decimal("5.50"), admissions={"county": Decimal(1), "city": Decimal(1)}),
-              BasicAccumulator(outpatient_paid=Decimal("3.00")), BasicAccumulator()]
-    for delta in deltas:
-        for sign in (1, -1):
-            assert accumulate(state, delta, sign) == state.add(delta, sign)
-            assert accumulate(state, delta, sign).model_dump() == state.add(delta, sign).model_dump()
-    assert accumulate(state, state, -1) == state.add(state, -1) == BasicAccumulator()
-    backstop = BackstopAccumulator(burden=Decimal("2.00"), paid=Decimal("1.00"))
-    assert accumulate(backstop, backstop) == backstop.add(backstop)
-
-
 def test_a_year_without_claims_reports_zeros_and_no_ratio():
     report = Tally().report(region="340421", year=2030, candidate=POLICY, live=None, budgets={})
     assert (report["claims"], report["persons"], report["total"]) == (0, 0, "0.00")

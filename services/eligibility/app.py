@@ -17,7 +17,6 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
-import hmac
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from medsettle.contract import (
     parse_claim,
     rejection,
 )
-from medsettle.hospital_keys import HospitalKeys
+from medsettle.hospital_keys import HospitalKeys, signature
 from medsettle.policy import PolicyBook
 from medsettle.runtime import Outgoing, Service, create_app, dead_letter
 from medsettle.settings import Settings
@@ -60,9 +59,8 @@ log = structlog.get_logger()
 SIGNATURE_HEADER = "x-signature"
 
 
-def sign(key: str, body: bytes) -> str:
-    """The signature a hospital puts in the ``x-signature`` header."""
-    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+sign = signature
+"""The signature a hospital puts in the ``x-signature`` header: HMAC-SHA256 of the body under its key."""
 
 
 def content_hash(claim: SettleClaim, dumped: dict[str, Any] | None = None) -> str:

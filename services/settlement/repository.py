@@ -1,4 +1,4 @@
-"""SQL of the settlement stage: one-bills, the inbox, broken settlements."""
+"""SQL of the settlement stage: one-bills, the inbox, failed settlements."""
 
 from __future__ import annotations
 
@@ -9,41 +9,11 @@ import asyncpg
 from medsettle.contract import ONE_BILL_AMOUNTS, SettlementDocument, SettlementResult
 from services.settlement import decide
 
-__all__ = ["insert_bills", "reverse_bills", "bill", "bodies",
-           "load_batch", "save_batch"]
-
-
-async def insert_bills(c: asyncpg.Connection, bills: list[tuple[SettlementResult, SettlementDocument, bytes]]) -> None:
-    if not bills:
-        return
-    columns = ("claim_id", "hospital_code", "hospital_level", "person_id", "policy", "visit_type", "service_date",
-               "status", *ONE_BILL_AMOUNTS, "body", "received_at", "settled_at")
-    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    await c.executemany(
-        f"INSERT INTO one_bills ({', '.join(columns)}) VALUES ({placeholders})",
-        [
-            (bill.claim_id, bill.hospital_code, doc.hospital.level, doc.person.person_id, bill.policy,
-             doc.claim.visit_type, doc.claim.discharged_on, "settled", *(getattr(bill, a) for a in ONE_BILL_AMOUNTS),
-             body, doc.received_at, bill.settled_at)
-            for bill, doc, body in bills
-        ],
-    )
-
-
-async def reverse_bills(c: asyncpg.Connection, reversals: list[tuple[str, dt.datetime]]) -> None:
-    if reversals:
-        await c.executemany(
-            "UPDATE one_bills SET status = 'reversed', reversed_at = $2 WHERE claim_id = $1", reversals
-        )
+__all__ = ["bill", "load_batch", "save_batch"]
 
 
 async def bill(c: asyncpg.Connection, claim_id: str) -> bytes | None:
     return await c.fetchval("SELECT body FROM one_bills WHERE claim_id = $1", claim_id)
-
-
-async def bodies(c: asyncpg.Connection, claim_ids: list[str]) -> dict[str, bytes]:
-    rows = await c.fetch("SELECT claim_id, body FROM one_bills WHERE claim_id = any($1::text[])", claim_ids)
-    return {r["claim_id"]: r["body"] for r in rows}
 
 
 async def load_batch(c: asyncpg.Connection, cancels: list[str], claim_ids: list[str]) -> decide.StoredState:

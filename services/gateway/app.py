@@ -191,14 +191,12 @@ class Gateway:
         log.info("gateway_started", hospitals=len(self.keys))
 
     async def _assign(self) -> None:
-        assert self.consumer is not None and self.pool is not None
-        partitions: set[int] | None = None
-        for _ in range(100):
-            await self.consumer.topics()  # fetches the cluster's metadata
-            partitions = self.consumer.partitions_for_topic(topics.SETTLEMENTS)
-            if partitions:
-                break
-            await asyncio.sleep(0.2)
+        assert self.consumer is not None and self.producer is not None and self.pool is not None
+        # the producer asks for the topic's metadata (Apache Kafka tells a consumer of no topics nothing)
+        try:
+            partitions = await asyncio.wait_for(self.producer.partitions_for(topics.SETTLEMENTS), 20)
+        except asyncio.TimeoutError:
+            partitions = set()
         if not partitions:
             raise RuntimeError(f"topic {topics.SETTLEMENTS} not found")
         assigned = [TopicPartition(topics.SETTLEMENTS, p) for p in sorted(partitions)]

@@ -222,7 +222,10 @@ class LayerStage(Service):
         self.consumes = {self.in_topic: SettlementDocument}
         self.produces = {self.out_topic: SettlementDocument}
         self.policies = PolicyBook(settings.policy_dir, on_error=lambda e: log.error("policy_file_refused", error=e))
-        self.description = Layer(self.layer, type(self).apply, self.accumulator_type, self.policies.by_id)
+
+    def description(self) -> Layer:
+        """What ``decide`` needs of this stage; the policies are looked up as the batch is decided."""
+        return Layer(self.layer, type(self).apply, self.accumulator_type, self.policies.by_id)
 
     async def process(self, topic: str, records: Sequence[ConsumerRecord]) -> list[Outgoing]:
         batch: list[tuple[SettlementDocument, dict[str, Any]]] = []
@@ -238,7 +241,7 @@ class LayerStage(Service):
         # (layer_migrations/0002_optimistic.sql).
         async with self.db.acquire() as c:
             answers, accumulators, layers = await repo.load_batch(c, *needs(batch))
-            decision = decide(self.description, batch, StoredState(answers, accumulators, layers))
+            decision = decide(self.description(), batch, StoredState(answers, accumulators, layers))
             if decision.writes:
                 await repo.save_batch(
                     c, {k: (orjson.dumps(s.model_dump(mode="json")), v) for k, (s, v) in decision.accumulators.items()},

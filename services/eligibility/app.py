@@ -111,6 +111,7 @@ class ReviewError(LookupError):
 
 class EligibilityStage(Service):
     name = "eligibility"
+    _failures_readable = False  # settlement.failures found in this database (repo.failures_readable)
     subscriptions = (topics.PERSONS, topics.HOSPITALS, topics.CLAIMS)
     consumes = {topics.CLAIMS: SettleClaim | CancelClaim, topics.PERSONS: Person, topics.HOSPITALS: Hospital}
     produces = {topics.ELIGIBLE: SettlementDocument, topics.SETTLEMENTS: SettlementResult}
@@ -290,7 +291,9 @@ class EligibilityStage(Service):
             hospitals = await repo.hospitals(c, sorted({p.hospital_code for p in settles}))
             persons = await repo.persons(c, sorted({p.person_id for p in settles}))
             known = await repo.claims(c, sorted({p.claim_id for p in parsed}))
-            failures = await repo.failures(c, sorted(known))
+            if known and not self._failures_readable:  # once true, never asked again
+                self._failures_readable = await repo.failures_readable(c)
+            failures = await repo.failures(c, sorted(known)) if self._failures_readable else {}
             batch = _ClaimsBatch(hospitals, persons, known, failures)
             for claim in parsed:
                 if isinstance(claim, CancelClaim):

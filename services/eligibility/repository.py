@@ -144,10 +144,16 @@ class Failure:
     compensation: bytes
 
 
+async def failures_readable(c: asyncpg.Connection) -> bool:
+    """Whether the settlement stage's failures are in this database (its
+    schema may be elsewhere, or not made yet at start-up)."""
+    return await c.fetchval("SELECT to_regclass('settlement.failures') IS NOT NULL")
+
+
 async def failures(c: asyncpg.Connection, claim_ids: list[str]) -> dict[tuple[str, int], Failure]:
     """The failed attempts of these claims, read in the settlement stage's
-    schema (as the re-drive does); none where that schema is elsewhere."""
-    if not claim_ids or not await c.fetchval("SELECT to_regclass('settlement.failures') IS NOT NULL"):
+    schema (as the re-drive does); call only once ``failures_readable``."""
+    if not claim_ids:
         return {}
     rows = await c.fetch(
         """SELECT claim_id, attempt, answered_at IS NOT NULL AS answered, compensation
@@ -163,13 +169,15 @@ async def mark_reversed(c: asyncpg.Connection, reversals: list[tuple[str, str | 
     if not reversals:
         return
     leaving: dict[CostKey, DiagnosisCost] = {}
-    for claim_id, reason in reversals:
-        row = await c.fetchrow(
-            """UPDATE claims SET status = 'reversed', cancel_reason = $2, updated_at = now() WHERE claim_id = $1
-               RETURNING diagnosis, level, visit_type, total""",
-            claim_id, reason,
-        )
-        if row and row["diagnosis"] and row["level"] and row["visit_type"] and row["total"] is not None:
+    rows = await c.fetch(  # one statement for the batch's reversals
+        """UPDATE claims k SET status = 'reversed', cancel_reason = r.reason, updated_at = now()
+             FROM unnest($1::text[], $2::text[]) AS r(claim_id, reason)
+            WHERE k.claim_id = r.claim_id
+        RETURNING k.diagnosis, k.level, k.visit_type, k.total""",
+        [claim_id for claim_id, _ in reversals], [reason for _, reason in reversals],
+    )
+    for row in rows:
+        if row["diagnosis"] and row["level"] and row["visit_type"] and row["total"] is not None:
             key = (row["diagnosis"], row["level"], row["visit_type"])
             leaving[key] = leaving.get(key, DiagnosisCost(0, Decimal("0.00"))).plus(row["total"])
     if leaving:

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/libs:$(CURDIR)
-SERVICES := eligibility basic insurer assistance backstop settlement
+SERVICES = $(shell PYTHONPATH=$(PYTHONPATH) $(PY) -m services.pipeline)
 
 .PHONY: run test demo docs bench bench-import chaos policy-check system-deps kafka kafka-certs simulate simulate-bench clean
 

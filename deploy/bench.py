@@ -50,9 +50,10 @@ from deploy.bench_population import Population
 from medsettle import topics
 from medsettle.process import event_loop_factory, tune_garbage_collector
 from medsettle.settings import Settings
+from services import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("eligibility", "basic", "insurer", "assistance", "backstop", "settlement")
+SERVICES = pipeline.NAMES
 HOPS = 6
 
 

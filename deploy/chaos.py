@@ -46,13 +46,14 @@ from medsettle.accumulator import Counters
 from medsettle.contract import SettlementDocument, SettlementResult
 from medsettle.embedded import EmbeddedBroker, EmbeddedPostgres, ensure_topics
 from medsettle.kafka_broker import ApacheKafka
-from medsettle.pipeline import layer_functions
 from medsettle.policy import PolicyBook
 from medsettle.settings import ROOT, Settings
+from services import pipeline
+from services.pipeline import layer_functions
 
 from deploy.run import Supervisor, service_env
 
-LAYER_SERVICES = ["eligibility", "basic", "insurer", "assistance", "backstop", "settlement"]
+LAYER_SERVICES = list(pipeline.NAMES)
 LEVELS = {"H3404210201": "township", "H3404210001": "county", "H3404000001": "city", "H3400000001": "province"}
 CATEGORY_MIX = [[], [], ["poverty_registered"], ["subsistence"], ["extreme_poverty"], ["monitored"],
                 ["poverty_registered", "subsistence"]]

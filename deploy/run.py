@@ -24,11 +24,11 @@ from medsettle.embedded import EmbeddedBroker, EmbeddedPostgres, ensure_topics
 from medsettle.kafka_broker import ApacheKafka
 from medsettle.settings import ROOT, Settings
 from medsettle.topics import ALL_TOPICS
+from services import pipeline
 
-SERVICES = ["eligibility", "basic", "insurer", "assistance", "backstop", "settlement", "operations", "dashboard",
-            "gateway"]
-METRICS_PORTS = {name: int(os.environ.get("METRICS_PORT_BASE", "9101")) + i  # the gateway serves on GATEWAY_PORT
-                 for i, name in enumerate(SERVICES[:8])}
+SERVICES = [*pipeline.NAMES, *pipeline.SUPPORT]
+METRICS_PORTS = {name: int(os.environ.get("METRICS_PORT_BASE", "9101")) + port  # the gateway serves on GATEWAY_PORT
+                 for name, port in pipeline.PORTS.items()}
 BROKERS = ("tansu", "kafka")
 COLOURS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94]
 

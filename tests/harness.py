@@ -17,18 +17,11 @@ from medsettle import topics
 from medsettle.contract import SettlementResult
 from medsettle.runtime import Runtime, Service
 from medsettle.settings import ROOT, Settings
-from services.assistance.app import AssistanceStage
-from services.backstop.app import BackstopStage
-from services.basic.app import BasicStage
+from services import pipeline
 from services.eligibility.app import EligibilityStage
-from services.insurer.app import SeriousIllnessStage
 from services.operations.app import OperationsService
-from services.settlement.app import SettlementStage
 
-STAGES: tuple[type[Service], ...] = (
-    EligibilityStage, BasicStage, SeriousIllnessStage, AssistanceStage, BackstopStage, SettlementStage,
-    OperationsService,
-)
+STAGES: tuple[type[Service], ...] = (*(stage.service_class() for stage in pipeline.STAGES), OperationsService)
 
 
 def with_database(url: str, database: str) -> str:

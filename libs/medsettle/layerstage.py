@@ -209,12 +209,24 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
 
 
 class LayerStage(Service):
+    """A layer stage is its line of the pipeline (``services.pipeline``): a
+    subclass sets ``definition`` to it, and takes its name, topics, layer,
+    rule and accumulator from there."""
+
+    definition: Any
     layer: LayerName
     in_topic: str
     out_topic: str
     accumulator_type: type[Counters]
     apply: LayerFunction
     migrations = MIGRATIONS
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        stage = cls.__dict__.get("definition")
+        if stage is not None:
+            cls.name, cls.layer, cls.in_topic, cls.out_topic = stage.name, stage.layer, stage.consumes, stage.publishes
+            cls.accumulator_type, cls.apply = stage.accumulator, staticmethod(stage.rule)
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)

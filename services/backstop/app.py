@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from medsettle import topics
-from medsettle.contract import LayerName
 from medsettle.layerstage import LayerStage
 from medsettle.runtime import create_app
 from medsettle.settings import Settings
-from services.backstop.rules import BackstopAccumulator, settle_backstop
+from services import pipeline
 
 
 class BackstopStage(LayerStage):
-    name = "backstop"
-    layer = LayerName.BACKSTOP
-    in_topic = topics.ASSISTANCE
-    out_topic = topics.BACKSTOP
-    accumulator_type = BackstopAccumulator
-    apply = staticmethod(settle_backstop)
+    definition = pipeline.stage("backstop")
 
 
 def app(settings: Settings | None = None):  # noqa: ANN201 - faststream app

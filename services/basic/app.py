@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from medsettle import topics
-from medsettle.contract import LayerName
 from medsettle.layerstage import LayerStage
 from medsettle.runtime import create_app
 from medsettle.settings import Settings
-from services.basic.rules import BasicAccumulator, settle_basic
+from services import pipeline
 
 
 class BasicStage(LayerStage):
-    name = "basic"
-    layer = LayerName.BASIC
-    in_topic = topics.ELIGIBLE
-    out_topic = topics.BASIC
-    accumulator_type = BasicAccumulator
-    apply = staticmethod(settle_basic)
+    definition = pipeline.stage("basic")
 
 
 def app(settings: Settings | None = None):  # noqa: ANN201 - faststream app

@@ -24,6 +24,7 @@ from medsettle import topics
 from medsettle.contract import SettlementDocument, SettlementResult
 from medsettle.runtime import Outgoing, Poison, Service, create_app, dead_letter
 from medsettle.settings import Settings
+from services import pipeline
 from services.settlement import decide
 from services.settlement import repository as repo
 from services.settlement.onebill import check_invariants
@@ -41,8 +42,8 @@ END_TO_END = Histogram(
 
 class SettlementStage(Service):
     name = "settlement"
-    subscriptions = (topics.BACKSTOP,)
-    consumes = {topics.BACKSTOP: SettlementDocument}
+    subscriptions = (pipeline.stage(name).consumes,)
+    consumes = {pipeline.stage(name).consumes: SettlementDocument}
     produces = {topics.SETTLEMENTS: SettlementResult, topics.ELIGIBLE: SettlementDocument}
     migrations = Path(__file__).with_name("migrations")
 

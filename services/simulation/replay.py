@@ -1,7 +1,7 @@
 """Policy simulation (补偿方案测算): one person's year of recorded claim events
 replayed through a candidate policy. Pure: no I/O, no clock.
 
-The layers are the services' own functions (``medsettle.pipeline.layer_functions``:
+The layers are the services' own functions (``services.pipeline.layer_functions``:
 ``settle_basic``, ``settle_serious_illness``, ``settle_assistance``,
 ``settle_backstop``), applied in the stages' order to accumulators held here,
 never to the live ones. Events are applied as the stages applied them: a
@@ -21,8 +21,8 @@ from typing import Any
 from medsettle.accumulator import Counters, LayerOutcome
 from medsettle.contract import LayerName, SettlementDocument
 from medsettle.money import ZERO
-from medsettle.pipeline import layer_functions
 from medsettle.policy import Policy
+from services.pipeline import layer_functions
 
 FUND_CODES: tuple[str, ...] = ("390100", "390200", "610100", "640100")
 FUND_LAYERS: tuple[LayerName, ...] = (

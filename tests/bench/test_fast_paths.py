@@ -18,9 +18,9 @@ from medsettle.contract import (
     SettlementResult,
     rejection,
 )
-from medsettle.pipeline import Ledger
 from medsettle.policy import PolicyBook
 from medsettle.settings import ROOT
+from services.pipeline import Ledger
 from services.settlement.onebill import one_bill
 
 

@@ -17,10 +17,10 @@ from prometheus_client import REGISTRY
 from medsettle import layer_repository, topics
 from medsettle.contract import SettlementDocument
 from medsettle.db import create_pool, migrate
-from medsettle.pipeline import Ledger
 from medsettle.policy import load_policy
 from medsettle.settings import ROOT, Settings
 from services.basic.app import BasicStage
+from services.pipeline import Ledger
 from services.settlement import repository as settlement_repository
 from services.settlement.app import SettlementStage
 from tests.factories import document

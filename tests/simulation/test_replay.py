@@ -5,8 +5,8 @@ from decimal import Decimal
 from pathlib import Path
 
 
-from medsettle.pipeline import Ledger
 from medsettle.policy import Policy, load_policy
+from services.pipeline import Ledger
 from services.simulation.replay import RecordedClaim, Replayer, events
 from services.simulation.report import Tally
 from tests.factories import document

@@ -24,11 +24,11 @@ from medsettle.contract import (
     SettlementDocument,
     SettlementResult,
 )
-from medsettle.pipeline import layer_functions
 from medsettle.policy import PolicyBook
 from medsettle.settings import ROOT, Settings
 from services.eligibility import repository as eligibility_repo
 from services.eligibility.app import EligibilityStage, _ClaimsBatch
+from services.pipeline import layer_functions
 from services.settlement import decide as settlement
 from services.settlement.onebill import check_invariants
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from medsettle.contract import LayerName
-from medsettle.pipeline import Ledger
+from services.pipeline import Ledger
 from tests.factories import document
 
 D = Decimal

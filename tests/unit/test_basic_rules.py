@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from medsettle.contract import LayerName
-from medsettle.pipeline import Ledger
 from services.basic.rules import BasicAccumulator, settle_basic
+from services.pipeline import Ledger
 from tests.factories import document, item
 
 D = Decimal

@@ -19,7 +19,7 @@ from medsettle.contract import (
     mask_person_id,
     parse_claim,
 )
-from medsettle.pipeline import Ledger
+from services.pipeline import Ledger
 from services.settlement.onebill import one_bill
 from tests.factories import document
 

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from medsettle.contract import CATEGORIES, LEVELS, LayerName
 from medsettle.money import ZERO, fen, share
-from medsettle.pipeline import Ledger, layer_functions
 from medsettle.policy import Policy, dump_policy
 from medsettle.settings import ROOT
+from services.pipeline import Ledger, layer_functions
 from services.settlement.onebill import check_invariants, one_bill
 from tests.factories import document
 

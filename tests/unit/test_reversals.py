@@ -6,7 +6,7 @@ claims that stand."""
 from decimal import Decimal
 
 from medsettle.contract import LayerName
-from medsettle.pipeline import Ledger
+from services.pipeline import Ledger
 from tests.factories import document
 
 D = Decimal

@@ -7,7 +7,7 @@ outpatient claims; each claim pays F(before + this) - F(before).
 from decimal import Decimal
 
 from medsettle.contract import LayerName
-from medsettle.pipeline import Ledger
+from services.pipeline import Ledger
 from tests.factories import document
 
 D = Decimal

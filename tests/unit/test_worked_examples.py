@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from medsettle.pipeline import Ledger
+from services.pipeline import Ledger
 from services.settlement.onebill import check_invariants, one_bill
 from tests.factories import document
 

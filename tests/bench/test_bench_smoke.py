@@ -28,7 +28,7 @@ def test_a_short_bench_settles_claims_measures_every_phase_and_writes_its_table(
         embedded_broker_factory, database_url, tmp_path):
     broker = embedded_broker_factory()
     finished, results = bench(broker.bootstrap, database_url, tmp_path / "bench.json",
-                              "--seconds", "3", "--warmup", "1", "--in-flight", "300")
+                              "--seconds", "3", "--warmup", "6", "--in-flight", "300")
     assert results["throughput"]["answers"] > 0 and results["throughput"]["statuses"].get("settled", 0) > 0
     assert [lat["share_percent"] for lat in results["latency"]] == [25, 50]
     assert all(lat["answered"] > 0 and lat["lost"] == 0 and lat["p99_ms"] >= lat["p50_ms"] for lat in results["latency"])

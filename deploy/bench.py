@@ -1,8 +1,8 @@
 """``make bench``: the whole pipeline under load, on this one box.
 
 Starts (unless told where they are) the embedded broker and PostgreSQL, a
-fresh database, and the six services as separate processes, as ``make run``
-does. Registers a county (persons in every category, hospitals of every
+fresh database, the six services and the gateway (the hospital HTTP API) as
+separate processes, as ``make run`` does. Registers a county (persons in every category, hospitals of every
 level), then measures:
 
 - throughput: answers per second on ``his.settlements`` over a window at
@@ -10,6 +10,11 @@ level), then measures:
 - latency from publish on ``his.claims`` to the answer, p50/p99/p99.9, with an
   open-loop paced producer at 25% and 50% of that throughput (measured from
   each claim's scheduled send time, so a late producer counts against us);
+- the HTTP path at 25% (``--http-shares``) and at every ``--rates`` rate,
+  right after the Kafka path at the same rate: signed ``POST /v1/claims``
+  through the gateway, p50/p99 from each claim's due time to its ``200``, and
+  what that adds over the Kafka path (``deploy.bench_http``; ``--no-http``
+  runs neither the gateway nor this);
 - the floor: as many messages through six bare consume-and-produce hops
   (``deploy.bench_relay``, no database) on the same broker;
 - CPU and memory of each process (psutil) during the saturation window.
@@ -46,15 +51,20 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from deploy.bench_http import TopicWatch, http_keys, is_http_claim, paced_http
 from deploy.bench_population import Population
 from medsettle import topics
+from medsettle.hospital_keys import signature
+from medsettle.httpserver import wait_healthy
 from medsettle.process import event_loop_factory, tune_garbage_collector
 from medsettle.settings import Settings
 from services import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = pipeline.NAMES
+GATEWAY = "gateway"  # the hospital HTTP API (services/gateway), unless --no-http
 HOPS = 6
+KAFKA_SIGNATURE_HEADER = "x-signature"  # what eligibility checks (CONTRACT §7)
 
 
 def hop_topics(run: str) -> list[str]:
@@ -318,8 +328,9 @@ class Cashier:
     """The hospitals' side: sends claims, reads answers, times each claim."""
 
     def __init__(self, bootstrap: str, population: Population, send_topic: str, answer_topic: str,
-                 seed: int, cancel_share: float) -> None:
+                 seed: int, cancel_share: float, keys: dict[str, str] | None = None) -> None:
         self.bootstrap = bootstrap
+        self.keys = keys or {}  # hospitals that sign their claims (CONTRACT §7): those the HTTP path sends for
         self.population = population
         self.send_topic = send_topic
         self.answer_topic = answer_topic
@@ -387,7 +398,8 @@ class Cashier:
                         continue
                     sent = self.pending.pop(claim_id, None)
                     if sent is None:
-                        self.unexpected += 1
+                        if not is_http_claim(claim_id):  # the HTTP path's answers are its own
+                            self.unexpected += 1
                         continue
                     self.latencies.append((sent, now - sent))
                     if self.trace_topics:
@@ -409,7 +421,10 @@ class Cashier:
             body = self.population.claim(self.rng)
             claim_id = body["claim_id"]
         self.pending[claim_id] = scheduled
-        self._futures.append(await self.producer.send(self.send_topic, orjson.dumps(body), key=claim_id.encode()))
+        value = orjson.dumps(body)
+        key = self.keys.get(body["hospital_code"])
+        headers = [(KAFKA_SIGNATURE_HEADER, signature(key, value).encode())] if key else None
+        self._futures.append(await self.producer.send(self.send_topic, value, key=claim_id.encode(), headers=headers))
         if len(self._futures) >= 2000:
             await self._reap()
 
@@ -626,6 +641,9 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
     await create_topics(infra.bootstrap, [*topics.ALL_TOPICS, *hop_topics(population.run)], args.partitions)
     database_url = await fresh_database(infra.server_url)
     env = service_env(infra.bootstrap, database_url, args)
+    keys = {} if args.no_http else http_keys(population)  # hospitals that sign: eligibility checks them
+    if keys:
+        env["HOSPITAL_KEYS"] = orjson.dumps(keys).decode()
     profilers: list[subprocess.Popen] = []
     try:
         from medsettle.embedded import free_port
@@ -636,6 +654,13 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
             metrics[name] = f"http://127.0.0.1:{port}/metrics"
             child = processes.start(name, [sys.executable, "-m", f"services.{name}"], {**env, "METRICS_PORT": str(port)})
             sampler.add(name, lambda child=child: [psutil.Process(child.pid)])
+        gateway_url = None
+        if keys:  # the hospital HTTP API beside them, as make run starts it
+            port = free_port()
+            gateway_url = f"http://127.0.0.1:{port}"
+            child = processes.start(GATEWAY, [sys.executable, "-m", "services.gateway"],
+                                    {**env, "GATEWAY_PORT": str(port)})
+            sampler.add(GATEWAY, lambda child=child: [psutil.Process(child.pid)])
         await wait_for_table(database_url, "eligibility.persons", 60)
         how = args.registry if args.registry != "auto" else ("topic" if args.persons <= 100_000 else "repository")
         seconds = await register(infra.bootstrap, database_url, population, how, processes, timeout=1800)
@@ -643,13 +668,17 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
         print(f"registered {args.persons:,} persons and {len(population.hospitals)} hospitals via {how} "
               f"in {seconds:.1f} s", file=sys.stderr)
 
-        cashier = Cashier(infra.bootstrap, population, topics.CLAIMS, topics.SETTLEMENTS, args.seed, args.cancels)
+        cashier = Cashier(infra.bootstrap, population, topics.CLAIMS, topics.SETTLEMENTS, args.seed, args.cancels,
+                          keys)
         if args.trace:
             cashier.trace_topics = [topics.ELIGIBLE, topics.BASIC, topics.SERIOUS_ILLNESS, topics.ASSISTANCE,
                                     topics.BACKSTOP]
         await cashier.start()
         try:
             await cashier.probe(120)
+            if gateway_url is not None:
+                await wait_healthy(gateway_url, alive=processes.check)
+                await paced_http(gateway_url, population, keys, 5, 1, seed=args.seed - 1)  # its connections warm
             processes.check()
             if args.seconds > 0:
                 print("pipeline answers; saturating", file=sys.stderr)
@@ -678,11 +707,17 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
                 figures["batches"] = batches(before, await scrape(metrics))
                 results["latency"].append(figures)
                 print(f"at {rate:.0f}/s: p99 {figures['p99_ms']} ms", file=sys.stderr)
+                if gateway_url is not None and (share is None or share in args.http_shares):
+                    figures["http"] = await http_path(gateway_url, infra.bootstrap, population, keys, rate, args,
+                                                      figures, sampler, processes, out)
+                    print(f"at {rate:.0f}/s over HTTP: p50 {figures['http']['p50_ms']} ms "
+                          f"(Kafka path {figures['p50_ms']} ms)", file=sys.stderr)
+                    processes.check()
             results["unexpected_answers"] = cashier.unexpected
             results["send_failures"] = cashier.send_failures
         finally:
             await cashier.stop()
-        processes.stop(list(SERVICES))
+        processes.stop([*SERVICES, GATEWAY])
 
         if not args.no_floor and results["latency"]:
             rates = [(lat["share_percent"], lat["rate"]) for lat in results["latency"]]
@@ -698,6 +733,34 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
                 profiler.kill()
         processes.stop()
     return results
+
+
+async def http_path(url: str, bootstrap: str, population: Population, keys: dict[str, str], rate: float,
+                    args: argparse.Namespace, kafka: dict[str, Any], sampler: Sampler, processes: Processes,
+                    out: Path) -> dict[str, Any]:
+    """The HTTP path at the rate the Kafka path was just paced at: signed ``POST
+    /v1/claims`` through the gateway, latency from each claim's due time to its
+    ``200``; what it adds over the Kafka path's p50 and p99 of the same run, and
+    claim by claim beyond the pipeline's own time (``TopicWatch``)."""
+    watch = TopicWatch(bootstrap)
+    await watch.start()
+    profilers = start_profilers(processes, out, args.latency_seconds + 1, [GATEWAY], f"http-{rate:.0f}") if args.profile else []
+    try:
+        sampler.begin()
+        figures = await paced_http(url, population, keys, rate, args.latency_seconds, seed=args.seed + int(rate),
+                                   watch=watch)
+        figures["processes"] = await sampler.end()
+    finally:
+        await watch.stop()
+        for profiler in profilers:
+            profiler.wait()
+    figures["lost"] = figures["sent"] - figures["answered"]
+    for name in (GATEWAY, "bench"):  # the bench's share is the HTTP client's (and the watch's)
+        cpu = figures["processes"].get(name, {}).get("cpu_percent", float("nan"))
+        figures[f"{name}_cpu_ms_per_claim"] = round(cpu * 10 / max(rate, 1e-9), 2)
+    figures["added_p50_ms"] = round(figures["p50_ms"] - kafka["p50_ms"], 2)
+    figures["added_p99_ms"] = round(figures["p99_ms"] - kafka["p99_ms"], 2)
+    return figures
 
 
 async def floor(args: argparse.Namespace, infra: Infrastructure, population: Population, processes: Processes,
@@ -772,16 +835,19 @@ def batches(before: dict[str, dict[str, float]], after: dict[str, dict[str, floa
     return figures
 
 
-def start_profilers(processes: Processes, out: Path, seconds: float) -> list[subprocess.Popen]:
-    """py-spy on every service for the saturation window (``--profile``)."""
+def start_profilers(processes: Processes, out: Path, seconds: float, names: Any = SERVICES,
+                    tag: str = "") -> list[subprocess.Popen]:
+    """py-spy on every service for the saturation window (``--profile``); on the
+    gateway for its HTTP runs (``profile-gateway-http.txt``)."""
     spy = Path(sys.executable).with_name("py-spy")
     command = str(spy) if spy.exists() else "py-spy"
     started = []
-    for name in SERVICES:
+    for name in names:
         child = processes.children[name]
+        suffix = f"-{tag}" if tag else ""
         started.append(subprocess.Popen(
             [command, "record", "--pid", str(child.pid), "--duration", str(int(seconds)), "--rate", "200",
-             "--nonblocking", "--format", "raw", "-o", str(out / f"profile-{name}.txt")],
+             "--nonblocking", "--format", "raw", "-o", str(out / f"profile-{name}{suffix}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return started
 
@@ -827,6 +893,22 @@ def table(results: dict[str, Any]) -> str:
                          f" ({cpu})")
         for topic, figures in lat.get("trace", {}).items():
             lines.append(f"{'  out of ' + topic:<34}p50 {figures['p50_ms']:>7.1f} ms   p99 {figures['p99_ms']:>7.1f} ms")
+        http = lat.get("http")
+        if http:
+            label = f"  over HTTP at {http['rate']:,.0f}/s"
+            lines.append(f"{label:<34}p50 {http['p50_ms']:>7.1f} ms   p99 {http['p99_ms']:>7.1f} ms   "
+                         f"p99.9 {http['p999_ms']:>7.1f} ms   max {http['max_ms']:>7.1f} ms   "
+                         f"({http['answered']:,} answered, {http['lost']} not)")
+            beyond = (f"; beyond the pipeline's own time p50 {http['added_by_http_p50_ms']:.1f} ms, "
+                      f"p99 {http['added_by_http_p99_ms']:.1f} ms" if "added_by_http_p50_ms" in http else "")
+            lines.append(f"{'    HTTP adds':<34}p50 {http['added_p50_ms']:>7.1f} ms   p99 {http['added_p99_ms']:>7.1f} ms"
+                         f"   over the Kafka path above{beyond}")
+            if http.get("processes"):
+                cpu = ", ".join(f"{name} {f['cpu_percent']:.0f}" for name, f in http["processes"].items())
+                total = sum(f["cpu_percent"] for f in http["processes"].values())
+                lines.append(f"{'    cpu % meanwhile':<34}{total:.0f} ({cpu}); cpu ms per claim: gateway "
+                             f"{http['gateway_cpu_ms_per_claim']}, bench (the HTTP client) "
+                             f"{http['bench_cpu_ms_per_claim']}")
     procs = results.get("processes")
     if procs:
         per_second = max((tp or {}).get("per_second", 0.0), 1e-9)
@@ -864,6 +946,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cancels", type=float, default=0.01, help="share of sends that reverse a settled claim")
     parser.add_argument("--seed", type=int, default=20240310)
     parser.add_argument("--no-floor", action="store_true", help="skip the six-hop floor")
+    parser.add_argument("--no-http", action="store_true",
+                        help="no gateway and no HTTP path (the gateway otherwise runs throughout, as make run)")
+    parser.add_argument("--http-shares", type=int, nargs="*", default=[25],
+                        help="the shares at which the HTTP path is paced after the Kafka path (default 25); it is"
+                             " paced at every --rates rate too")
     parser.add_argument("--profile", action="store_true", help="py-spy every service during the window")
     parser.add_argument("--trace", action="store_true",
                         help="also read every stage's topic: when each stage's output appears (latency runs)")

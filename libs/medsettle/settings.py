@@ -41,8 +41,9 @@ class Settings(BaseSettings):
     gateway_host: str = Field("127.0.0.1", description="address the hospital HTTP API listens on")
     gateway_fetch_max_wait_ms: int = Field(
         5, ge=1,
-        description="how long the gateway's reader of his.settlements lets the broker hold an empty fetch: a "
-                    "cashier at the counter waits on that reader (README \"Hospital HTTP API\")",
+        description="how long the gateway's reader of his.settlements lets the broker hold an empty fetch while a "
+                    "request waits: a cashier at the counter waits on that reader (README \"Hospital HTTP API\"); "
+                    "with no request waiting it fetches as every service does (FETCH_MAX_WAIT_MS)",
     )
     policy_dir: Path = Field(ROOT / "policies", description="folder of policy files, one per region and year")
     topic_partitions: int | None = Field(

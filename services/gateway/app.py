@@ -8,10 +8,13 @@ hospital's books with the platform's.
 
 Answers are learnt from ``his.settlements`` into the gateway's own schema
 (``gateway``): every process reads every partition (no consumer group), so
-each sees every answer and wakes its own waiting requests once the answer is
-stored; upserts are idempotent, so two processes (or a process reading again
+each sees every answer; it wakes its own waiting requests as soon as it has
+read the answer, then stores the batch (a ``GET`` or a reconciliation of this
+process waits for that store first, so it finds what a ``POST`` was just
+told). Upserts are idempotent, so two processes (or a process reading again
 after a restart) store each answer once. How far the store has read is kept
-per partition beside the answers, in the same statement.
+per partition beside the answers, in the same statement: an answer told but
+not stored before a crash is read and stored again after the restart.
 """
 
 from __future__ import annotations
@@ -141,6 +144,9 @@ class Waiters:
             if not waiting:
                 self._waiting.pop(key, None)
 
+    def __bool__(self) -> bool:
+        return bool(self._waiting)
+
     def deliver(self, answer: repo.Answer) -> None:
         for statuses, future in self._waiting.get((answer.hospital_code, answer.claim_id), ()):
             if answer.status in statuses and not future.done():
@@ -162,6 +168,7 @@ class Gateway:
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task | None = None
+        self._storing: asyncio.Future[None] | None = None  # the store of the batch just told to its waiters
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
@@ -177,8 +184,9 @@ class Gateway:
             raise RuntimeError("DATABASE_URL is not set: the gateway keeps its answers in PostgreSQL")
         self.pool = await create_pool(settings.database_url, SCHEMA, size=settings.db_pool_size)
         await migrate(self.pool, SCHEMA, MIGRATIONS)
+        # a cashier waits on each claim: sent at once, not held for others to join it (linger)
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                         **settings.producer_options())
+                                         **{**settings.producer_options(), "linger_ms": 0})
         await self.producer.start()
         options = {**settings.consumer_options(), "fetch_max_wait_ms": settings.gateway_fetch_max_wait_ms}
         for group_only in ("session_timeout_ms", "heartbeat_interval_ms"):
@@ -231,6 +239,7 @@ class Gateway:
                 log.warning("answers_not_read", error=repr(exc))
                 await asyncio.sleep(1.0)
                 continue
+            self._pace()
             if not batch:
                 continue
             answers: list[repo.Answer] = []
@@ -243,6 +252,9 @@ class Gateway:
                     else:
                         answers.append(answer)
                 offsets[tp.partition] = records[-1].offset + 1
+            for answer in answers:  # the cashier is told now; the store below is for GET, 对账 and restarts
+                self.waiters.deliver(answer)
+            self._storing = asyncio.get_running_loop().create_future()
             try:
                 async with self.pool.acquire() as c:
                     await repo.save_answers(c, answers, offsets)
@@ -253,9 +265,28 @@ class Gateway:
                 for tp, records in batch.items():
                     self.consumer.seek(tp, records[0].offset)
                 await asyncio.sleep(0.5)
-                continue
-            for answer in answers:
-                self.waiters.deliver(answer)
+            finally:
+                self._storing.set_result(None)
+                self._storing = None
+
+    def _pace(self) -> None:
+        """How long the reader's next fetch may be held: GATEWAY_FETCH_MAX_WAIT_MS while a
+        request waits (a cashier at the counter), else FETCH_MAX_WAIT_MS, as every service's
+        consumer (polling every 5 ms for no one cost the broker and this process CPU that the
+        pipeline needs). Set on aiokafka's fetcher, which reads it for each fetch request; were
+        that attribute gone, the reader would keep the short wait it was built with."""
+        fetcher = getattr(self.consumer, "_fetcher", None)
+        if hasattr(fetcher, "_fetch_max_wait_ms"):
+            settings = self.settings
+            fetcher._fetch_max_wait_ms = (  # type: ignore[union-attr]
+                settings.gateway_fetch_max_wait_ms if self.waiters else max(settings.fetch_max_wait_ms,
+                                                                            settings.gateway_fetch_max_wait_ms))
+
+    async def _stored(self) -> None:
+        """Wait for the store of the answers this process has just told (if any)."""
+        storing = self._storing
+        if storing is not None:
+            await asyncio.shield(storing)
 
     # ----------------------------------------------------------- requests
 
@@ -283,6 +314,7 @@ class Gateway:
         assert key is not None  # the caller's signature was checked with it
         assert self.producer is not None
         with self.waiters.expect(hospital_code, claim_id, statuses) as answered:
+            self._pace()
             await self.producer.send_and_wait(topics.CLAIMS, body, key=claim_id.encode(),
                                               headers=[(KAFKA_SIGNATURE_HEADER, signature(key, body).encode())])
             try:
@@ -296,6 +328,7 @@ class Gateway:
         return 202, {"claim_id": claim_id, "status": "accepted"}
 
     async def claim(self, hospital_code: str, claim_id: str) -> repo.StoredClaim | None:
+        await self._stored()
         async with self.db.acquire() as c:
             return await repo.claim(c, hospital_code, claim_id)
 
@@ -308,6 +341,7 @@ class Gateway:
             raise Refused(400, "INVALID_MESSAGE", "from 不能晚于 to")
         if request.claims is not None and len({c.claim_id for c in request.claims}) != len(request.claims):
             raise Refused(400, "INVALID_MESSAGE", "claims 中有重复的 claim_id")
+        await self._stored()
         async with self.db.acquire() as c:
             ours = await repo.settled_between(c, hospital_code, request.from_, request.to)
         return reconcile(hospital_code, request, ours)

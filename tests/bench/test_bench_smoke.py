@@ -28,24 +28,34 @@ def test_a_short_bench_settles_claims_measures_every_phase_and_writes_its_table(
         embedded_broker_factory, database_url, tmp_path):
     broker = embedded_broker_factory()
     finished, results = bench(broker.bootstrap, database_url, tmp_path / "bench.json",
-                              "--seconds", "3", "--warmup", "1", "--in-flight", "300")
+                              "--seconds", "3", "--warmup", "6", "--in-flight", "300")
     assert results["throughput"]["answers"] > 0 and results["throughput"]["statuses"].get("settled", 0) > 0
     assert [lat["share_percent"] for lat in results["latency"]] == [25, 50]
     assert all(lat["answered"] > 0 and lat["lost"] == 0 and lat["p99_ms"] >= lat["p50_ms"] for lat in results["latency"])
+    http = results["latency"][0]["http"]  # the HTTP path at 25%, right after the Kafka path at the same rate
+    assert http["rate"] == results["latency"][0]["rate"] and "http" not in results["latency"][1]
+    assert http["answered"] > 0 and http["lost"] == 0 and set(http["statuses"]) <= {"settled", "trial", "rejected"}
+    assert http["statuses"].get("settled", 0) > 0 and http["p99_ms"] >= http["p50_ms"] > 0
+    assert http["added_p50_ms"] == round(http["p50_ms"] - results["latency"][0]["p50_ms"], 2)
+    assert http["added_measured"] == http["answered"] and "gateway" in http["processes"]
+    assert results["unexpected_answers"] == 0  # the Kafka path's cashier left the HTTP answers alone
     assert results["floor"]["answers"] > 0 and results["floor"]["per_second"] > 0
     assert [lat["share_percent"] for lat in results["floor"]["latency"]] == [25, 50]
     services = {"eligibility", "basic", "insurer", "assistance", "backstop", "settlement"}
-    assert services <= set(results["processes"])
+    assert services | {"gateway"} <= set(results["processes"])
     assert {key.split()[0] for key in results["batches"]} == services
     assert "throughput at saturation" in finished.stdout and "floor: six bare hops" in finished.stdout
+    assert "over HTTP at" in finished.stdout and "HTTP adds" in finished.stdout
 
 
 def test_paced_rates_alone_measure_the_pipeline_and_the_bare_hops_at_the_same_rate(
         embedded_broker_factory, database_url, tmp_path):
     broker = embedded_broker_factory()
-    finished, results = bench(broker.bootstrap, database_url, tmp_path / "bench.json", "--seconds", "0", "--rates", "20")
+    finished, results = bench(broker.bootstrap, database_url, tmp_path / "bench.json", "--seconds", "0", "--rates", "20",
+                              "--no-http")
     assert "throughput" not in results
     assert [(lat["share_percent"], lat["rate"]) for lat in results["latency"]] == [(None, 20.0)]
+    assert "http" not in results["latency"][0] and "gateway" not in results["latency"][0]["processes"]
     assert [(lat["share_percent"], lat["rate"]) for lat in results["floor"]["latency"]] == [(None, 20.0)]
     assert all(lat["answered"] > 0 and lat["lost"] == 0 for lat in results["floor"]["latency"])
     assert "per_second" not in results["floor"]  # no saturation run, so no floor throughput either

@@ -40,15 +40,20 @@ async def test_the_month_query_reads_the_month_through_the_settled_at_and_revers
 
             await c.execute(FILL)
             await c.execute("ANALYZE settlement.one_bills")
-            # the query as open_entries sends it: a prepared statement, planned for any month (generic plan)
+            # the query as open_entries sends it, planned for this month and (a prepared statement
+            # run often) for any month: the generic plan
             query = f"{clearing._EVENTS} SELECT e.* FROM e WHERE {clearing._UNCLEARED}"
-            await c.execute("SET plan_cache_mode = force_generic_plan")
-            statement = await c.prepare(f"EXPLAIN (FORMAT TEXT) {query}")
             march = clearing.month_start(2024, 3)
-            plan = "\n".join(r[0] for r in await statement.fetch(march, clearing.next_month(march)))
-            assert "one_bills_settled_at" in plan, plan
-            assert "one_bills_reversed_at" in plan, plan
-            assert "Seq Scan on one_bills" not in plan, plan
+            await c.execute(f"PREPARE month_events(timestamptz, timestamptz) AS {query}")
+            for mode in ("force_custom_plan", "force_generic_plan"):
+                await c.execute(f"SET plan_cache_mode = {mode}")
+                plan = "\n".join(r[0] for r in await c.fetch(
+                    f"EXPLAIN EXECUTE month_events('{march.isoformat()}', '{clearing.next_month(march).isoformat()}')"))
+                assert "Index Scan using one_bills_settled_at" in plan or \
+                    "Bitmap Index Scan on one_bills_settled_at" in plan, (mode, plan)
+                assert "one_bills_reversed_at" in plan, (mode, plan)
+                assert "Seq Scan on one_bills" not in plan, (mode, plan)
+            await c.execute("RESET plan_cache_mode")
             rows = await c.fetch(query, march, clearing.next_month(march))
             settled = [r for r in rows if r["event"] == "settled"]
             assert 1900 <= len(settled) <= 2100 and 50 <= len(rows) - len(settled) <= 90, len(rows)

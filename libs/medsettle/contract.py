@@ -417,8 +417,11 @@ class SettlementDocument(Frozen):
         return sum((layer.amount for layer in self.layers), Decimal("0.00"))
 
     def with_layer(self, layer: Layer, **changes: Any) -> SettlementDocument:
+        """This document with ``layer`` (replacing one of the same name) and ``changes``, as
+        ``model_copy(update=...)`` makes it (nothing validated again), without pydantic's copy: every layer
+        of every claim, in the stages and in a replay, makes one."""
         kept = [existing for existing in self.layers if existing.layer != layer.layer]
-        return self.model_copy(update={"layers": [*kept, layer], **changes})
+        return _built(SettlementDocument, {**self.__dict__, "layers": [*kept, layer], **changes})
 
     def to_json(self, claim_json: dict[str, Any] | None = None) -> bytes:
         """The document as JSON. ``claim_json``: this document's claim exactly

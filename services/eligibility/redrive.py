@@ -16,12 +16,20 @@ the last stage this database shows, which is still safe, only longer.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import asyncpg
 import orjson
+import structlog
+from pydantic import ValidationError
 
 from medsettle import topics
+from medsettle.contract import SettlementDocument
+from medsettle.runtime import Outgoing, Service
+from services.eligibility import answers
+
+log = structlog.get_logger()
 
 # Layer stages in pipeline order: (schema, the topic its output goes to).
 STAGES: tuple[tuple[str, str], ...] = (
@@ -113,3 +121,47 @@ async def mark_redriven(c: asyncpg.Connection, claim_ids: list[str]) -> None:
     await c.execute(
         "UPDATE claims SET redriven_at = now(), redrives = redrives + 1 WHERE claim_id = any($1::text[])", claim_ids
     )
+
+
+class Redrive(Service):
+    """The re-drive of a stage (its database, its publisher)."""
+
+    async def redrive_stuck(self) -> int:
+        """Drive again every stuck claim from the last stage that durably finished it."""
+        if self.publisher is None:
+            return 0
+        async with self.db.acquire() as c:
+            stuck = await stuck_claims(c, self.settings.stuck_after_seconds)
+            compensations = await unanswered_failures(c, self.settings.stuck_after_seconds)
+            if not stuck and not compensations:
+                return 0
+            furthest = await furthest_outputs(c, stuck) if stuck else {}
+        outgoing = [Outgoing(topics.ELIGIBLE, person_id.encode(), body) for _, person_id, body in compensations]
+        for claim in stuck:
+            if claim.message_id in furthest:
+                topic, body = furthest[claim.message_id]
+                outgoing.append(Outgoing(topic, claim.person_id.encode(), body))
+                continue
+            try:
+                document = SettlementDocument.from_json(claim.document)
+            except (ValidationError, orjson.JSONDecodeError) as exc:
+                # one unreadable row must not hold up every other stuck claim;
+                # it is marked below, so it is reported once per STUCK_AFTER_SECONDS
+                log.error("stuck_claim_unreadable", claim_id=claim.claim_id, error=str(exc)[:300])
+                continue
+            if claim.status == "reversed":
+                document = document.model_copy(update={"kind": "cancel"})
+            outgoing.append(answers.onward(document))
+        await self.publisher(outgoing)
+        async with self.db.acquire() as c:
+            await mark_redriven(c, [s.claim_id for s in stuck] + [k for k, _, _ in compensations])
+        log.warning("stuck_claims_redriven", claims=len(stuck), compensations=len(compensations))
+        return len(stuck) + len(compensations)
+
+    async def redrive_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stuck_check_seconds)
+            try:
+                await self.redrive_stuck()
+            except Exception as exc:  # noqa: BLE001 - try again at the next round
+                log.warning("redrive_failed", error=repr(exc))

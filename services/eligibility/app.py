@@ -12,7 +12,8 @@ batch's reversals they are marked published (``published``).
 
 The stage's other parts: the review queue of injury claims and its operator
 API (``reviews.py``, ``api.py``, on the service's METRICS_PORT), and the
-re-drive of stuck claims (``redrive.py``).
+re-drive of claims no stage has answered (``redrive.py``), for which it reads
+the answers on ``his.settlements`` too.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ sign = signature
 class EligibilityStage(ReviewQueue, Redrive):
     name = "eligibility"
     _failures_readable = False  # settlement.failures found in this database (repo.failures_readable)
-    subscriptions = (topics.PERSONS, topics.HOSPITALS, topics.CLAIMS)
-    consumes = {topics.CLAIMS: SettleClaim | CancelClaim, topics.PERSONS: Person, topics.HOSPITALS: Hospital}
+    subscriptions = (topics.PERSONS, topics.HOSPITALS, topics.CLAIMS, topics.SETTLEMENTS)
+    consumes = {topics.CLAIMS: SettleClaim | CancelClaim, topics.PERSONS: Person, topics.HOSPITALS: Hospital,
+                topics.SETTLEMENTS: SettlementResult}
     produces = {topics.ELIGIBLE: SettlementDocument, topics.SETTLEMENTS: SettlementResult}
     migrations = Path(__file__).with_name("migrations")
 
@@ -97,6 +99,8 @@ class EligibilityStage(ReviewQueue, Redrive):
             return await self._registry(records, Person, repo.upsert_persons)
         if topic == topics.HOSPITALS:
             return await self._registry(records, Hospital, repo.upsert_hospitals)
+        if topic == topics.SETTLEMENTS:
+            return await self.record_answers(records)
         return await self._claims(records)
 
     async def published(self, topic: str) -> None:

@@ -109,7 +109,8 @@ def code(out) -> str | None:  # noqa: ANN001
     return result.rejection.code.value if result.rejection else result.status
 
 
-def check_one(before: ClaimRow | None, failure: Failure | None, claim, decision: decide.Decision) -> None:  # noqa: ANN001, C901
+def check_one(before: ClaimRow | None, failure: Failure | None, claim: decide.Claim,  # noqa: C901
+              decision: decide.Decision) -> None:
     """What one claim alone decides, given what was stored for it."""
     (out,) = decision.out
     written = decision.new_rows + decision.retried

@@ -128,8 +128,8 @@ class Service(ABC):
     async def stopping(self) -> None:
         """Called before the pool closes."""
 
-    async def published(self) -> None:
-        """Called once the messages of the last batch are confirmed by the broker."""
+    async def published(self, topic: str) -> None:
+        """Called once the messages of the last batch of ``topic`` are confirmed by the broker."""
 
     def routes(self) -> list[Any]:
         """Starlette routes this service adds to its HTTP server (operator API)."""
@@ -466,7 +466,7 @@ class Runtime:
                 log.warning("batch_failed_isolating", topic=topic, records=len(records), error=repr(exc))
                 outgoing = await self._one_by_one(topic, records)
             await self.publish(outgoing)
-            await self.service.published()
+            await self.service.published(topic)
         except INFRASTRUCTURE_ERRORS + (KafkaError,) as exc:
             # PostgreSQL or the broker away, while handling or publishing: the
             # batch comes again (answered from what was stored), once a second,

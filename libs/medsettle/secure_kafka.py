@@ -48,11 +48,9 @@ class Rights:
 
 
 RIGHTS: dict[str, Rights] = {
-    # eligibility re-drives a stuck claim from the last layer that finished it (redrive.py)
-    "eligibility": Rights(reads=(topics.CLAIMS, topics.PERSONS, topics.HOSPITALS),
-                          writes=(topics.ELIGIBLE, topics.BASIC, topics.SERIOUS_ILLNESS, topics.ASSISTANCE,
-                                  topics.BACKSTOP, topics.SETTLEMENTS, topics.DLQ),
-                          group="eligibility"),
+    # eligibility reads the answers to re-drive what no stage answered (redrive.py)
+    "eligibility": Rights(reads=(topics.CLAIMS, topics.PERSONS, topics.HOSPITALS, topics.SETTLEMENTS),
+                          writes=(topics.ELIGIBLE, topics.SETTLEMENTS, topics.DLQ), group="eligibility"),
     "basic": Rights(reads=(topics.ELIGIBLE,), writes=(topics.BASIC, topics.DLQ), group="basic"),
     "insurer": Rights(reads=(topics.BASIC,), writes=(topics.SERIOUS_ILLNESS, topics.DLQ), group="insurer"),
     "assistance": Rights(reads=(topics.SERIOUS_ILLNESS,), writes=(topics.ASSISTANCE, topics.DLQ), group="assistance"),

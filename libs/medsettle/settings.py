@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, description="port of this service's /metrics and /health (0: none)")
     http_host: str = Field("127.0.0.1", description="address the service's HTTP server listens on")
     stuck_after_seconds: float = Field(
-        60.0, description="a claim not confirmed after this is driven again from the last stage that finished it"
+        60.0, description="a claim no stage has answered after this is driven again from eligibility's records"
     )
     stuck_check_seconds: float = Field(5.0, description="how often eligibility looks for stuck claims (0: never)")
     log_level: str = Field("INFO", description="structlog level")

@@ -21,7 +21,7 @@ decide); a person's assistance categories are shown to operators only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,10 +32,8 @@ from starlette.routing import Route
 from medsettle.contract import CATEGORY_NAMES, SettlementDocument, mask_person_id
 from medsettle.money import yuan
 from services.eligibility.audit import COST_OUTLIER, OVERLAPPING_STAY, RANDOM_SAMPLE
-
-if TYPE_CHECKING:
-    from services.eligibility.app import EligibilityStage
-    from services.eligibility.repository import ClaimRow, FlagRow
+from services.eligibility.repository import ClaimRow, FlagRow
+from services.eligibility.reviews import ReviewError, ReviewQueue
 
 FLAG_KINDS = (OVERLAPPING_STAY, COST_OUTLIER, RANDOM_SAMPLE)
 MAX_LIMIT = 1000
@@ -99,9 +97,7 @@ def flag_view(flag: FlagRow) -> dict[str, Any]:
     }
 
 
-def operator_routes(stage: EligibilityStage) -> list[Route]:
-    from services.eligibility.app import ReviewError
-
+def operator_routes(stage: ReviewQueue) -> list[Route]:
     async def list_reviews(request: Request) -> Response:
         limit = _limit(request)
         if limit is None:

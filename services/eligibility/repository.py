@@ -193,6 +193,54 @@ async def mark_cancel_published(c: asyncpg.Connection, claim_ids: list[str]) -> 
         await c.execute("UPDATE claims SET cancel_published = true WHERE claim_id = any($1::text[])", claim_ids)
 
 
+# ------------------------------------------------------ answers and re-drive
+
+
+async def record_answers(c: asyncpg.Connection, answered: list[tuple[str, int, str]]) -> None:
+    """(claim_id, attempt, answer) as the stages answered them; one row each, however often answered."""
+    if answered:
+        await c.execute(
+            """INSERT INTO answers (claim_id, attempt, answer)
+               SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) ON CONFLICT DO NOTHING""",
+            [a[0] for a in answered], [a[1] for a in answered], [a[2] for a in answered],
+        )
+
+
+@dataclass(frozen=True)
+class Stuck:
+    claim_id: str
+    person_id: str
+    status: str  # accepted or reversed
+    document: bytes
+    attempt: int = 0
+
+
+async def stuck_claims(c: asyncpg.Connection, stuck_after: float, limit: int = 500) -> list[Stuck]:
+    """Claims accepted (or reversed) ``stuck_after`` seconds ago or more, and
+    not driven again since, with no answer to their attempt: settled
+    (reversed) or failed."""
+    rows = await c.fetch(
+        """SELECT k.claim_id, k.person_id, k.status, k.document, k.attempt FROM claims k
+           WHERE k.status IN ('accepted', 'reversed')
+             AND k.updated_at < now() - make_interval(secs => $1)
+             AND (k.redriven_at IS NULL OR k.redriven_at < now() - make_interval(secs => $1))
+             AND NOT EXISTS (SELECT 1 FROM answers a
+                              WHERE a.claim_id = k.claim_id AND a.attempt = k.attempt
+                                AND a.answer IN ('failed', CASE k.status WHEN 'accepted' THEN 'settled'
+                                                                         ELSE 'reversed' END))
+           ORDER BY k.updated_at
+           LIMIT $2""",
+        stuck_after, limit,
+    )
+    return [Stuck(r["claim_id"], r["person_id"], r["status"], r["document"], r["attempt"]) for r in rows]
+
+
+async def mark_redriven(c: asyncpg.Connection, claim_ids: list[str]) -> None:
+    await c.execute(
+        "UPDATE claims SET redriven_at = now(), redrives = redrives + 1 WHERE claim_id = any($1::text[])", claim_ids
+    )
+
+
 # -------------------------------------------------------------------- review
 
 

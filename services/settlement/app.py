@@ -72,7 +72,8 @@ class SettlementStage(Service):
         for record, (document, _), emits in zip(records, batch, decision.emits, strict=True):
             for emit in emits:
                 if isinstance(emit, decide.Answer):
-                    out.append(Outgoing(topics.SETTLEMENTS, emit.hospital_code.encode(), emit.body))
+                    out.append(Outgoing(topics.SETTLEMENTS, emit.hospital_code.encode(), emit.body,
+                                        {topics.ANSWER_TO: document.message_id}))
                 elif isinstance(emit, decide.Compensate):
                     out.append(Outgoing(topics.ELIGIBLE, emit.person_id.encode(), emit.body))
                 else:

@@ -1,12 +1,14 @@
-"""Stuck claims: an accepted claim with no one-bill is driven again from
-PostgreSQL, the source of truth, whatever the broker lost."""
+"""Stuck claims: an accepted claim no stage has answered is driven again
+from eligibility's records in PostgreSQL, the source of truth, whatever the
+broker lost."""
 
+import asyncio
 from decimal import Decimal
 
 import orjson
 
-from medsettle import topics
-from services.eligibility import redrive
+from services.basic.app import BasicStage
+from services.eligibility import repository as repo
 from tests.eligibility.conftest import HOSPITALS
 from tests.factories import claim_body, person_record
 
@@ -48,32 +50,46 @@ async def test_a_claim_the_broker_lost_settles_when_redriven_and_an_unreadable_r
     assert await system.stage.redrive_stuck() == 0
 
 
-async def test_a_settled_claim_whose_one_bill_was_lost_is_driven_again_from_the_last_layer(system):
+async def answered(system, claim_id: str, answer: str, attempt: int = 0) -> None:
+    """Wait until eligibility has read the stages' answer too (its own lane of his.settlements)."""
+    for _ in range(200):
+        async with system.stage.db.acquire() as c:
+            if await c.fetchval("SELECT 1 FROM answers WHERE (claim_id, attempt, answer) = ($1, $2, $3)",
+                                claim_id, attempt, answer):
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"eligibility never read the {answer} answer to {claim_id}")
+
+
+async def test_a_settled_claim_whose_answer_was_lost_is_driven_again_and_answered_from_what_the_stages_stored(system):
     person = pid(2)
     await system.pipeline.register(persons=[person_record(person)])
     claim = claim_body(a="2000", person_id=person, hospital_code=COUNTY)
     await system.hospital.send(claim)
     first = await system.hospital.answer(claim["claim_id"])
     assert first.status == "settled"
+    await answered(system, claim["claim_id"], "settled")
+    basic = await system.pipeline.accumulator(BasicStage, person)
     async with system.stage.db.acquire() as c:
-        # the one-bill and its answer lost (the settlement stage's work undone), the layers' kept
-        await c.execute("DELETE FROM settlement.one_bills WHERE claim_id = $1", claim["claim_id"])
         await c.execute("UPDATE claims SET updated_at = now() - interval '10 minutes' WHERE claim_id = $1",
                         claim["claim_id"])
-        stuck = [s for s in await redrive.stuck_claims(c, 60) if s.claim_id == claim["claim_id"]]
-        furthest = await redrive.furthest_outputs(c, stuck)
-        stored = await c.fetchval("SELECT output FROM backstop.layers WHERE claim_id = $1", claim["claim_id"])
-    assert furthest == {f"settle:{claim['claim_id']}": (topics.BACKSTOP, stored)}
+        assert claim["claim_id"] not in [s.claim_id for s in await repo.stuck_claims(c, 60)]  # answered
+        # as if the broker had lost the answer before eligibility read it
+        await c.execute("DELETE FROM answers WHERE claim_id = $1", claim["claim_id"])
+        assert claim["claim_id"] in [s.claim_id for s in await repo.stuck_claims(c, 60)]
 
     await system.stage.redrive_stuck()
     again = await system.hospital.answers(claim["claim_id"], 2)
-    assert again[-1].status == "settled"
-    assert (again[-1].basic, again[-1].fund_total) == (first.basic, first.fund_total)
+    assert again[-1].model_dump(exclude={"settled_at"}) == first.model_dump(exclude={"settled_at"})
+    await answered(system, claim["claim_id"], "settled")
+    async with system.stage.db.acquire() as c:
+        await c.execute("UPDATE claims SET redriven_at = NULL WHERE claim_id = $1", claim["claim_id"])
+    assert await system.stage.redrive_stuck() == 0
+    assert await system.pipeline.accumulator(BasicStage, person) == basic  # counted once
 
 
-async def test_a_failed_claim_is_never_redriven_and_a_compensation_not_through_is_sent_once_more(
+async def test_a_failed_claim_is_never_redriven_and_one_whose_answer_is_lost_is_failed_again_not_settled(
         system, monkeypatch):
-    from services.basic.app import BasicStage
     from services.settlement.app import SettlementStage
     from services.settlement.onebill import check_invariants
 
@@ -89,18 +105,18 @@ async def test_a_failed_claim_is_never_redriven_and_a_compensation_not_through_i
     monkeypatch.undo()
     basic = await system.pipeline.accumulator(BasicStage, person)
     assert basic.inpatient_paid == Decimal("0.00")
+    await answered(system, claim["claim_id"], "failed")
     async with system.stage.db.acquire() as c:
         await c.execute("UPDATE claims SET updated_at = now() - interval '10 minutes' WHERE claim_id = $1",
                         claim["claim_id"])
-        assert claim["claim_id"] not in [s.claim_id for s in await redrive.stuck_claims(c, 60)]
-        # as if the compensation had been lost on its way: not answered, long ago
-        await c.execute("""UPDATE settlement.failures SET answered_at = NULL, failed_at = now() - interval '10 minutes'
-                           WHERE claim_id = $1""", claim["claim_id"])
+        assert claim["claim_id"] not in [s.claim_id for s in await repo.stuck_claims(c, 60)]
+        # as if the compensation, or its answer, had been lost on its way
+        await c.execute("DELETE FROM answers WHERE claim_id = $1", claim["claim_id"])
     assert await system.stage.redrive_stuck() == 1
     again = await system.hospital.answers(claim["claim_id"], 2)
     assert again[-1].model_dump(exclude={"settled_at"}) == failed.model_dump(exclude={"settled_at"})
-    async with system.stage.db.acquire() as c:  # the answer is published after its batch committed
-        assert await c.fetchval("SELECT answered_at IS NOT NULL FROM settlement.failures WHERE claim_id = $1",
-                                claim["claim_id"])
+    await answered(system, claim["claim_id"], "failed")
+    async with system.stage.db.acquire() as c:
+        await c.execute("UPDATE claims SET redriven_at = NULL WHERE claim_id = $1", claim["claim_id"])
     assert await system.stage.redrive_stuck() == 0  # answered: never again
     assert await system.pipeline.accumulator(BasicStage, person) == basic  # taken back once, not twice

@@ -1,6 +1,6 @@
 """The pipeline's pure decisions wired together in memory, for the sequence
 property test (test_money_sequences.py): eligibility's claim handling
-(``EligibilityStage._settle`` / ``_cancel`` on a loaded batch), each layer
+(``services/eligibility/decide.py``), each layer
 stage's ``layerstage.decide`` and the settlement stage's ``decide``, with
 what each stores kept in dicts the way their repositories keep it in
 PostgreSQL. No broker, no database: the decisions are the real ones."""
@@ -16,18 +16,17 @@ import orjson
 
 from medsettle import layerstage, topics
 from medsettle.contract import (
-    CancelClaim,
     Hospital,
     LayerName,
     Person,
-    SettleClaim,
     SettlementDocument,
     SettlementResult,
 )
 from medsettle.policy import PolicyBook
-from medsettle.settings import ROOT, Settings
+from medsettle.settings import ROOT
+from services.eligibility import answers as eligibility_answers
+from services.eligibility import decide as eligibility
 from services.eligibility import repository as eligibility_repo
-from services.eligibility.app import EligibilityStage, _ClaimsBatch
 from services.pipeline import layer_functions
 from services.settlement import decide as settlement
 from services.settlement.onebill import check_invariants
@@ -109,16 +108,16 @@ class MemorySettlement:
 
 
 @functools.cache
-def _shared() -> tuple[EligibilityStage, PolicyBook]:
-    """Eligibility's stage (its claim handling keeps no state between batches) and the policies, read once."""
-    return EligibilityStage(Settings(), clock=lambda: AT), PolicyBook(ROOT / "policies")
+def _policies() -> PolicyBook:
+    """The policies, read once."""
+    return PolicyBook(ROOT / "policies")
 
 
 class MemoryPipeline:
     """Eligibility, the four layers and settlement; ``send`` returns the hospital's answers."""
 
     def __init__(self) -> None:
-        self.eligibility, self.policies = _shared()
+        self.policies = _policies()
         self.layers = {
             name: MemoryLayer(layerstage.Layer(LAYER_NAMES[name], apply, kind, self.policies.by_id))
             for name, apply, kind in layer_functions()
@@ -146,27 +145,27 @@ class MemoryPipeline:
             key: eligibility_repo.Failure(key[0], key[1], key in self.settlement.answered, f.compensation)
             for key, f in self.settlement.failures.items() if key[0] in self.known
         }
-        batch = _ClaimsBatch(
+        stored = eligibility.StoredState(
             dict(self.hospitals), dict(self.persons),
             {k: v for k, v in self.known.items() if k == claim.claim_id}, failures,
         )
-        if isinstance(claim, CancelClaim):
-            out = self.eligibility._cancel(claim, batch)
-        else:
-            assert isinstance(claim, SettleClaim)
-            out = self.eligibility._settle(claim, batch)
-        for row in batch.new_rows + batch.retried:
+        decision = eligibility.decide([claim], stored, clock=lambda: AT, find_policy=self.policies.get)
+        for row in decision.new_rows + decision.retried:
             self.known[row.claim_id] = row
-        for claim_id in batch.cancels:  # published at once here
+        for claim_id, reason in decision.reversals:
+            self.known[claim_id] = dataclasses.replace(self.known[claim_id], status="reversed", cancel_reason=reason)
+        for claim_id, reason in decision.withdrawals:
+            self.known[claim_id] = dataclasses.replace(self.known[claim_id], status="withdrawn", cancel_reason=reason)
+        for claim_id in decision.cancels:  # published at once here
             self.known[claim_id].cancel_published = True
-        return self._route([out])
+        return self._route(decision.out)
 
     def review(self, claim_id: str, approve: bool) -> list[SettlementResult]:
         row = self.known[claim_id]
         assert row.status == "pending_review"
         row.status = "accepted" if approve else "review_rejected"
         row.review_reason = None if approve else "不符合意外伤害认定"
-        return self._route(self.eligibility._decision(row))
+        return self._route([eligibility_answers.decided(row, AT)])
 
     def _route(self, outgoing: list) -> list[SettlementResult]:
         answers: list[SettlementResult] = []

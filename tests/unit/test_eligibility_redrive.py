@@ -1,0 +1,47 @@
+"""The re-drive's pure parts (services/eligibility/redrive.py): what an
+answer on his.settlements says of a claim, and what a stuck claim sends."""
+
+from __future__ import annotations
+
+import orjson
+
+from medsettle import topics
+from medsettle.contract import SettlementDocument
+from services.eligibility.redrive import Answered, answered, redrives
+from services.eligibility.repository import Stuck
+from tests.factories import document
+
+
+def test_the_settlement_stages_answers_say_which_attempt_settled_reversed_or_failed_and_no_other_does():
+    headers = [
+        [(topics.ANSWER_TO, b"settle:H1-2024-000001")],
+        [("x-other", b"1"), (topics.ANSWER_TO, b"cancel:H1-2024-000002#2")],
+        [(topics.ANSWER_TO, b"undo:H1-2024-000003#1")],
+        [(topics.ANSWER_TO, b"trial:H1-2024-000004")],  # a trial's answer says nothing of the claim
+        None,  # eligibility's own answers (rejections, pending_review) carry no header
+        [(topics.ANSWER_TO, b"settle:H1-2024-000005#x")],  # not a message id
+        [(topics.ANSWER_TO, b"settle:")],
+        [(topics.ANSWER_TO, b"\xff")],
+    ]
+    assert answered(headers) == [
+        Answered("H1-2024-000001", 0, "settled"),
+        Answered("H1-2024-000002", 2, "reversed"),
+        Answered("H1-2024-000003", 1, "failed"),
+    ]
+
+
+def test_a_stuck_claim_sends_its_document_a_reversed_one_its_cancel_and_an_unreadable_one_nothing(reference_policy):
+    settle = document(reference_policy, a="1000", claim_id="H1-2024-000011", person_id="340421199001011234")
+    settle = settle.model_copy(update={"attempt": 1})
+    cancel = document(reference_policy, a="1000", claim_id="H1-2024-000012", person_id="340421199001015678")
+    out, unreadable = redrives([
+        Stuck("H1-2024-000011", "340421199001011234", "accepted", settle.to_json(), 1),
+        Stuck("H1-2024-000010", "340421199001011234", "accepted", orjson.dumps({"not": "a document"})),
+        Stuck("H1-2024-000012", "340421199001015678", "reversed", cancel.to_json()),
+    ])
+    assert [(o.topic, o.key) for o in out] == [(topics.ELIGIBLE, b"340421199001011234"),
+                                               (topics.ELIGIBLE, b"340421199001015678")]
+    sent = [SettlementDocument.from_json(o.value) for o in out]
+    assert [(d.kind, d.message_id) for d in sent] == [("settle", "settle:H1-2024-000011#1"),
+                                                      ("cancel", "cancel:H1-2024-000012")]
+    assert [claim_id for claim_id, _ in unreadable] == ["H1-2024-000010"]

@@ -145,13 +145,20 @@ CATEGORY_NAMES: dict[str, str] = {
 
 
 class Item(Strict):
-    code: str = Field(min_length=1, max_length=64, description="item code in the catalogue")
-    name: str = Field("", max_length=200, description="item name")
-    category: ItemCategory = Field(description="A 甲类, B 乙类 (10% pre-self-pay), C 丙类 (self-pay)")
-    quantity: Quantity = Field(description="decimal string", examples=["2"])
-    unit_price: Money = Field(description="yuan, two decimals", examples=["35.50"])
-    amount: Money = Field(description="quantity × unit_price, to the fen", examples=["71.00"])
-    limit_price: Money | None = Field(None, description="最高限价; the part above it is self-pay")
+    """One line of the bill (CONTRACT §3)."""
+
+    code: str = Field(min_length=1, max_length=64, description="the item's code in the catalogue",
+                      examples=["XA01"])
+    name: str = Field("", max_length=200, description="the item's name", examples=["阿司匹林肠溶片"])
+    category: ItemCategory = Field(description="A 甲类 (fully in scope), B 乙类 (10% pre-self-pay, 先行自付), "
+                                               "C 丙类 (self-pay, 全自费)", examples=["A"])
+    quantity: Quantity = Field(description="decimal string, never negative", examples=["2"])
+    unit_price: Money = Field(description="yuan, a decimal string with two decimals, never negative",
+                              examples=["35.50"])
+    amount: Money = Field(description="quantity × unit_price, to the fen (else AMOUNT_MISMATCH)", examples=["71.00"])
+    limit_price: Money | None = Field(None, description="最高限价: when set and exceeded, (unit_price - limit_price) "
+                                                        "× quantity is over-limit self-pay (超限价自费)",
+                                      examples=[None, "30.00"])
 
     def computed_amount(self) -> Decimal:
         return fen(self.quantity * self.unit_price)
@@ -160,19 +167,34 @@ class Item(Strict):
 class SettleClaim(Strict):
     """A real settlement (``settle``) or a pre-settlement (``trial``)."""
 
-    type: Literal["settle", "trial"] = Field(description="settle, or trial (预结算: nothing committed)")
-    claim_id: Code = Field(examples=["H3404210001-2024-000123"])
-    hospital_code: Code = Field(examples=["H3404210001"])
+    type: Literal["settle", "trial"] = Field(
+        description="settle (real settlement), or trial (pre-settlement, 预结算: computed with the person's current "
+                    "accumulators, nothing is committed)", examples=["settle"])
+    claim_id: Code = Field(description="the hospital's id of the claim; the same id with identical content gets "
+                                       "the same answer again, with other content DUPLICATE_CLAIM",
+                           examples=["H3404210001-2024-000123"])
+    hospital_code: Code = Field(description="the hospital's code (registry.hospitals)", examples=["H3404210001"])
     person_id: PersonId = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z]+$",
-                                description="18-character resident identity number; a final x is read as X")
-    visit_type: VisitType
-    admitted_on: dt.date | None = None
-    discharged_on: dt.date = Field(description="the service date; its year is the accumulation year")
-    referral: bool = False
-    injury: bool = Field(False, description="意外伤害: held for review")
-    diagnosis_codes: list[Annotated[str, Field(max_length=32)]] = Field(default_factory=list, max_length=50)
-    items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
-    submitted_at: dt.datetime | None = None
+                                description="18-character resident identity number; a final x is read as X",
+                                examples=["340421199001011234"])
+    visit_type: VisitType = Field(description="inpatient, outpatient (门诊统筹) or chronic_outpatient (慢性病门诊)",
+                                  examples=["inpatient"])
+    admitted_on: dt.date | None = Field(None, description="admission date; required for an inpatient claim, may be "
+                                                          "omitted for an outpatient visit", examples=["2024-03-01"])
+    discharged_on: dt.date = Field(description="the service date (an outpatient's visit date); its calendar year is "
+                                               "the accumulation year", examples=["2024-03-10"])
+    referral: bool = Field(False, description="referred (转诊): without it an inpatient at a city, province or "
+                                              "out-of-province hospital gets a ratio 10 points lower",
+                           examples=[False])
+    injury: bool = Field(False, description="意外伤害: held as pending_review until an operator approves or "
+                                            "rejects it", examples=[False])
+    diagnosis_codes: list[Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=list, max_length=50, description="diagnosis codes (ICD-10)", examples=[["I63.900"]])
+    items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS, description="the bill's items, at least one",
+                            examples=[[{"code": "XA01", "name": "阿司匹林肠溶片", "category": "A", "quantity": "2",
+                                        "unit_price": "35.50", "amount": "71.00", "limit_price": None}]])
+    submitted_at: dt.datetime | None = Field(None, description="when the hospital sent it, ISO 8601 with offset",
+                                             examples=["2024-03-10T10:00:00+08:00"])
 
     @model_validator(mode="after")
     def _dates(self) -> SettleClaim:
@@ -205,10 +227,10 @@ class SettleClaim(Strict):
 class CancelClaim(Strict):
     """结算撤销: reversal of a settled claim."""
 
-    type: Literal["cancel"]
-    claim_id: Code
-    hospital_code: Code
-    reason: str | None = Field(None, max_length=500)
+    type: Literal["cancel"] = Field(description="cancel (结算撤销)", examples=["cancel"])
+    claim_id: Code = Field(description="the settled claim to reverse", examples=["H3404210001-2024-000123"])
+    hospital_code: Code = Field(description="the hospital's code", examples=["H3404210001"])
+    reason: str | None = Field(None, max_length=500, description="why it is cancelled", examples=["患者退费"])
 
 
 class InvalidMessage(ValueError):
@@ -294,14 +316,21 @@ def parse_claim(body: bytes) -> SettleClaim | CancelClaim:
 
 
 class Coverage(Strict):
-    year: int
-    paid: bool
+    """A year of the person's enrolment."""
+
+    year: int = Field(description="the insurance year", examples=[2024])
+    paid: bool = Field(description="the year's contribution is paid: the person is insured that year",
+                       examples=[True])
 
 
 class CategorySpan(Strict):
-    category: Category
-    valid_from: dt.date
-    valid_to: dt.date | None = None
+    """A category the person is in; it counts when the service date falls inside its validity."""
+
+    category: Category = Field(description="poverty_registered (建档立卡贫困人口), subsistence (低保), "
+                                           "extreme_poverty (特困供养) or monitored (防返贫监测对象)",
+                               examples=["subsistence"])
+    valid_from: dt.date = Field(description="first day it counts", examples=["2024-01-01"])
+    valid_to: dt.date | None = Field(None, description="last day it counts; null: open-ended", examples=[None])
 
     def covers(self, day: dt.date) -> bool:
         return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
@@ -310,12 +339,17 @@ class CategorySpan(Strict):
 class Person(Strict):
     """``registry.persons``: the latest message per ``person_id`` wins."""
 
-    person_id: PersonId = Field(min_length=6, max_length=32)
-    name: str = ""
-    region: str = Field(min_length=1, max_length=16)
-    coverage: list[Coverage] = Field(default_factory=list)
-    categories: list[CategorySpan] = Field(default_factory=list)
-    blacklisted: bool = False
+    person_id: PersonId = Field(min_length=6, max_length=32, description="18-character resident identity number; "
+                                "a final x is read as X", examples=["340421199001011234"])
+    name: str = Field("", description="the person's name (masked in logs and APIs)", examples=["张三"])
+    region: str = Field(min_length=1, max_length=16, description="the pooling region: with the service year it "
+                                                                 "chooses the policy", examples=["340421"])
+    coverage: list[Coverage] = Field(default_factory=list, description="the years the person is enrolled",
+                                     examples=[[{"year": 2024, "paid": True}]])
+    categories: list[CategorySpan] = Field(
+        default_factory=list, description="the assistance categories the person is in",
+        examples=[[{"category": "subsistence", "valid_from": "2024-01-01", "valid_to": None}]])
+    blacklisted: bool = Field(False, description="claims are rejected BLACKLISTED", examples=[False])
 
     def insured_in(self, year: int) -> bool:
         return any(c.year == year and c.paid for c in self.coverage)
@@ -328,12 +362,14 @@ class Person(Strict):
 class Hospital(Strict):
     """``registry.hospitals``: the latest message per ``hospital_code`` wins."""
 
-    hospital_code: Code
-    name: str = ""
-    region: str = ""
-    level: Level
-    designated: bool = True
-    suspended: bool = False
+    hospital_code: Code = Field(description="the hospital's code", examples=["H3404210001"])
+    name: str = Field("", description="the hospital's name", examples=["县人民医院"])
+    region: str = Field("", description="the hospital's region", examples=["340421"])
+    level: Level = Field(description="village, township, county, city, province or out_of_province",
+                         examples=["county"])
+    designated: bool = Field(True, description="a designated hospital (定点); claims of others are rejected "
+                                               "HOSPITAL_NOT_DESIGNATED", examples=[True])
+    suspended: bool = Field(False, description="claims are rejected HOSPITAL_SUSPENDED", examples=[False])
 
 
 # -------------------------------------------------- the document the stages carry
@@ -347,19 +383,25 @@ class LayerName(str, Enum):
 
 
 class Layer(Frozen):
-    layer: LayerName
-    amount: Amount
-    explanation: str
+    """What one fund paid of the claim, and why."""
+
+    layer: LayerName = Field(description="basic, serious_illness, assistance or backstop", examples=["basic"])
+    amount: Amount = Field(description="yuan, two decimals", examples=["6900.00"])
+    explanation: str = Field(description="how the amount was reached, for people",
+                             examples=["基本医保：政策范围内费用 9800.00 元；县级起付线 600.00 元；县级报销比例 75%；"
+                                       "(9800.00 - 600.00) × 75% = 6900.00。基本医保支付 6900.00 元。"])
 
 
 class Breakdown(Frozen):
     """How the bill divides before any fund pays (CONTRACT §6)."""
 
-    total: Amount
-    self_pay: Amount
-    over_limit_self_pay: Amount
-    pre_self_pay: Amount
-    compliant: Amount
+    total: Amount = Field(description="the bill: self_pay + over_limit_self_pay + pre_self_pay + compliant",
+                          examples=["10500.00"])
+    self_pay: Amount = Field(description="C items within the price limit (全自费)", examples=["500.00"])
+    over_limit_self_pay: Amount = Field(description="every part above a price limit (超限价自费)", examples=["0.00"])
+    pre_self_pay: Amount = Field(description="10% of B items within the price limit (先行自付)", examples=["200.00"])
+    compliant: Amount = Field(description="A items + 90% of B items within the price limit (政策范围内费用)",
+                              examples=["9800.00"])
 
 
 BREAKDOWN_AMOUNTS: tuple[str, ...] = ("total", "self_pay", "over_limit_self_pay", "pre_self_pay", "compliant")
@@ -369,33 +411,46 @@ BREAKDOWN_AMOUNTS: tuple[str, ...] = ("total", "self_pay", "over_limit_self_pay"
 class PersonFacts(Frozen):
     """What the stages need to know of the person, as of the service date."""
 
-    person_id: str
-    region: str
-    categories: list[Category] = Field(default_factory=list)
-    favoured: bool = False
+    person_id: str = Field(description="18-character resident identity number", examples=["340421199001011234"])
+    region: str = Field(description="the pooling region", examples=["340421"])
+    categories: list[Category] = Field(default_factory=list, description="the categories valid on the service "
+                                                                         "date", examples=[["subsistence"]])
+    favoured: bool = Field(False, description="in poverty_registered, subsistence or extreme_poverty on the "
+                                              "service date", examples=[True])
 
 
 class HospitalFacts(Frozen):
-    hospital_code: str
-    level: Level
-    name: str = ""
+    """What the stages need to know of the hospital."""
+
+    hospital_code: str = Field(description="the hospital's code", examples=["H3404210001"])
+    level: Level = Field(description="village, township, county, city, province or out_of_province",
+                         examples=["county"])
+    name: str = Field("", description="the hospital's name", examples=["县人民医院"])
 
 
 class SettlementDocument(Frozen):
     """The settlement document each stage enriches and passes on."""
 
-    kind: Literal["settle", "trial", "cancel"]
-    claim: SettleClaim
-    policy: str
-    person: PersonFacts
-    hospital: HospitalFacts
-    breakdown: Breakdown | None = None
-    deductible: Amount | None = None
-    layers: list[Layer] = Field(default_factory=list)
-    cancel_reason: str | None = None
-    received_at: dt.datetime | None = None
-    attempt: int = Field(0, description="0, then 1, 2, ... each time a claim that failed is sent again")
-    failure: str | None = Field(None, description="why the platform could not settle it (SETTLEMENT_FAILED)")
+    kind: Literal["settle", "trial", "cancel"] = Field(description="settle, trial, or cancel (a reversal, or the "
+                                                                   "compensation of a claim that failed)",
+                                                       examples=["settle"])
+    claim: SettleClaim = Field(description="the claim as eligibility accepted it (his.claims)")
+    policy: str = Field(description="the policy that settles it: region and service year", examples=["340421-2024"])
+    person: PersonFacts = Field(description="the person, as of the service date")
+    hospital: HospitalFacts = Field(description="the hospital")
+    breakdown: Breakdown | None = Field(None, description="how the bill divides, once the basic stage has "
+                                                          "computed it")
+    deductible: Amount | None = Field(None, description="the part of the deductible this claim bore",
+                                      examples=["600.00"])
+    layers: list[Layer] = Field(default_factory=list, description="the layers computed so far, in pipeline order",
+                                examples=[[{"layer": "basic", "amount": "6900.00", "explanation": "..."}]])
+    cancel_reason: str | None = Field(None, description="a cancel's reason", examples=[None, "患者退费"])
+    received_at: dt.datetime | None = Field(None, description="when eligibility read the claim, ISO 8601 with "
+                                                              "offset", examples=["2024-03-10T10:00:00.512+08:00"])
+    attempt: int = Field(0, description="0, then 1, 2, ... each time a claim that failed is sent again",
+                         examples=[0])
+    failure: str | None = Field(None, description="why the platform could not settle it (SETTLEMENT_FAILED)",
+                                examples=[None])
 
     @property
     def message_id(self) -> str:
@@ -621,40 +676,67 @@ class RejectionCode(str, Enum):
 
 
 class Rejection(Frozen):
-    code: RejectionCode
-    message: str
+    """Why a claim was rejected (CONTRACT §5)."""
+
+    code: RejectionCode = Field(description="what was wrong, one of the contract's codes",
+                                examples=["NOT_INSURED"])
+    message: str = Field(description="what was wrong and what to do, for people",
+                         examples=["参保人 340421********1234 2024 年度未缴费（出院日期 2024-03-10），不能享受医保待遇"])
 
 
 class FundDetail(Frozen):
-    fund_pay_type: str
-    name: str
-    amount: Amount
+    """What one fund paid, by its national fund-payment type."""
+
+    fund_pay_type: str = Field(description="390100 basic, 390200 serious illness, 610100 assistance, "
+                                           "640100 backstop", examples=["390100"])
+    name: str = Field(description="the fund's name", examples=["城乡居民基本医疗保险统筹基金"])
+    amount: Amount = Field(description="yuan, two decimals", examples=["6900.00"])
 
 
 class SettlementResult(Frozen):
     """The one-bill (一单制) confirmed to the hospital on ``his.settlements``."""
 
-    claim_id: str
-    hospital_code: str
-    person_id_masked: str | None = None
-    status: Literal["settled", "trial", "rejected", "reversed", "pending_review"]
-    policy: str | None = None
-    total: Amount | None = None
-    self_pay: Amount | None = None
-    over_limit_self_pay: Amount | None = None
-    pre_self_pay: Amount | None = None
-    compliant: Amount | None = None
-    deductible: Amount | None = None
-    basic: Amount | None = None
-    serious_illness: Amount | None = None
-    assistance: Amount | None = None
-    backstop: Amount | None = None
-    fund_total: Amount | None = None
-    personal: Amount | None = None
-    fund_details: list[FundDetail] = Field(default_factory=list)
-    layers: list[Layer] = Field(default_factory=list)
-    rejection: Rejection | None = None
-    settled_at: dt.datetime | None = None
+    claim_id: str = Field(description="the hospital's id of the claim", examples=["H3404210001-2024-000123"])
+    hospital_code: str = Field(description="the hospital's code", examples=["H3404210001"])
+    person_id_masked: str | None = Field(None, description="the person's identity number, masked",
+                                         examples=["340421********1234"])
+    status: Literal["settled", "trial", "rejected", "reversed", "pending_review"] = Field(
+        description="settled, trial, rejected, reversed (repeats the amounts of the settlement it reverses) or "
+                    "pending_review", examples=["settled"])
+    policy: str | None = Field(None, description="the policy that settled it", examples=["340421-2024"])
+    total: Amount | None = Field(None, description="the bill: self_pay + over_limit_self_pay + pre_self_pay + "
+                                                   "compliant; absent from a rejection", examples=["10500.00"])
+    self_pay: Amount | None = Field(None, description="C items within the price limit (全自费)",
+                                    examples=["500.00"])
+    over_limit_self_pay: Amount | None = Field(None, description="every part above a price limit (超限价自费)",
+                                               examples=["0.00"])
+    pre_self_pay: Amount | None = Field(None, description="10% of B items within the price limit (先行自付)",
+                                        examples=["200.00"])
+    compliant: Amount | None = Field(None, description="A items + 90% of B items within the price limit "
+                                                       "(政策范围内费用)", examples=["9800.00"])
+    deductible: Amount | None = Field(None, description="the part of the deductible this claim bore (0 for "
+                                                        "outpatients)", examples=["600.00"])
+    basic: Amount | None = Field(None, description="basic insurance, fund 390100", examples=["6900.00"])
+    serious_illness: Amount | None = Field(None, description="serious-illness insurance, fund 390200",
+                                           examples=["0.00"])
+    assistance: Amount | None = Field(None, description="medical assistance, fund 610100", examples=["0.00"])
+    backstop: Amount | None = Field(None, description="government backstop, fund 640100", examples=["0.00"])
+    fund_total: Amount | None = Field(None, description="basic + serious_illness + assistance + backstop",
+                                      examples=["6900.00"])
+    personal: Amount | None = Field(None, description="what the person pays: total - fund_total",
+                                    examples=["3600.00"])
+    fund_details: list[FundDetail] = Field(
+        default_factory=list, description="what each fund paid, the four funds in order",
+        examples=[[{"fund_pay_type": "390100", "name": "城乡居民基本医疗保险统筹基金", "amount": "6900.00"},
+                   {"fund_pay_type": "390200", "name": "城乡居民大病保险资金", "amount": "0.00"},
+                   {"fund_pay_type": "610100", "name": "医疗救助基金", "amount": "0.00"},
+                   {"fund_pay_type": "640100", "name": "政府兜底基金", "amount": "0.00"}]])
+    layers: list[Layer] = Field(default_factory=list, description="each layer's amount and explanation",
+                                examples=[[{"layer": "basic", "amount": "6900.00", "explanation": "..."}]])
+    rejection: Rejection | None = Field(None, description="why it was rejected: set exactly when status is "
+                                                          "rejected", examples=[None])
+    settled_at: dt.datetime | None = Field(None, description="when the answer was given, ISO 8601 with offset",
+                                           examples=["2024-03-10T10:00:01.234+08:00"])
 
     def to_json(self) -> bytes:
         return orjson.dumps(_result_json(self))

@@ -3,6 +3,14 @@
 Amounts are ``Decimal`` yuan. On the wire they are decimal strings with two
 decimals; floats are refused so that no amount ever passes through binary
 floating point.
+
+Each message is defined once, here. The stages' fast path (a document read
+back from our own topics without validation, documents and one-bills written
+without pydantic's serializer, which calls back into Python for every
+amount) is derived from these models' fields by ``medsettle.wire`` at first
+use, and gives exactly what validation and ``model_dump(mode="json")`` give
+(tests/bench/test_fast_paths.py). Every field carries a description and an
+example: ``make docs`` writes them into the AsyncAPI and OpenAPI documents.
 """
 
 from __future__ import annotations
@@ -23,9 +31,10 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import to_jsonable_python
 
+from medsettle import wire
 from medsettle.money import fen
+from medsettle.wire import built as _built  # noqa: F401 - medsettle.accumulator builds its counters with it
 
 MAX_AMOUNT = Decimal("1000000000")  # 10^9 yuan: far above any real bill
 MAX_ITEMS = 5000
@@ -480,8 +489,8 @@ class SettlementDocument(Frozen):
         as it was read (see ``trusted``), passed through instead of being
         serialised again."""
         if claim_json is None:
-            claim_json = self.claim.model_dump(mode="json")
-        return orjson.dumps(_document_json(self, claim_json))
+            return orjson.dumps(wire.writer(SettlementDocument)(self))
+        return orjson.dumps(wire.writer(SettlementDocument, ("claim",))(self, claim_json))
 
     @classmethod
     def from_json(cls, body: bytes | str) -> SettlementDocument:
@@ -494,157 +503,9 @@ class SettlementDocument(Frozen):
         eligibility. Anything not in that shape is validated in full, so a
         malformed document still fails with a ``ValidationError``."""
         try:
-            return _trusted_document(raw)
+            return wire.reader(cls)(raw)  # type: ignore[no-any-return]
         except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError):
             return cls.model_validate(raw)
-
-
-# A document read back from our own topics and tables is built without
-# validation (as ``model_construct`` does, for complete values): pydantic's
-# validators of every amount and item cost about ten times more.
-
-_set = object.__setattr__
-
-
-def _built(model: type[Any], values: dict[str, Any]) -> Any:
-    instance = model.__new__(model)
-    _set(instance, "__dict__", values)
-    _set(instance, "__pydantic_fields_set__", set(values))
-    _set(instance, "__pydantic_extra__", None)
-    _set(instance, "__pydantic_private__", None)
-    return instance
-
-
-def _number(value: Any) -> Decimal:
-    if not isinstance(value, str):
-        raise TypeError(f"an amount must be a decimal string, not {value!r}")
-    return Decimal(value)
-
-
-def _optional_number(value: Any) -> Decimal | None:
-    return None if value is None else _number(value)
-
-
-def _one_of(value: Any, allowed: tuple[str, ...]) -> Any:
-    if value not in allowed:
-        raise ValueError(f"{value!r} is not one of {allowed}")
-    return value
-
-
-def _optional_time(value: Any) -> dt.datetime | None:
-    return None if value is None else dt.datetime.fromisoformat(value)
-
-
-_ITEM_CATEGORIES: tuple[str, ...] = ("A", "B", "C")
-_KINDS = ("settle", "trial", "cancel")
-_LAYER_NAMES = {layer.value: layer for layer in LayerName}
-
-
-def _trusted_claim(raw: dict[str, Any]) -> SettleClaim:
-    items = [
-        _built(Item, {
-            "code": item["code"], "name": item["name"], "category": _one_of(item["category"], _ITEM_CATEGORIES),
-            "quantity": _number(item["quantity"]), "unit_price": _number(item["unit_price"]),
-            "amount": _number(item["amount"]), "limit_price": _optional_number(item["limit_price"]),
-        })
-        for item in raw["items"]
-    ]
-    admitted = raw["admitted_on"]
-    return _built(SettleClaim, {
-        "type": _one_of(raw["type"], ("settle", "trial")), "claim_id": raw["claim_id"],
-        "hospital_code": raw["hospital_code"], "person_id": raw["person_id"],
-        "visit_type": _one_of(raw["visit_type"], VISIT_TYPES),
-        "admitted_on": None if admitted is None else dt.date.fromisoformat(admitted),
-        "discharged_on": dt.date.fromisoformat(raw["discharged_on"]),
-        "referral": bool(raw["referral"]), "injury": bool(raw["injury"]),
-        "diagnosis_codes": list(raw["diagnosis_codes"]), "items": items,
-        "submitted_at": _optional_time(raw["submitted_at"]),
-    })
-
-
-def _trusted_document(raw: dict[str, Any]) -> SettlementDocument:
-    person, hospital, breakdown = raw["person"], raw["hospital"], raw["breakdown"]
-    return _built(SettlementDocument, {
-        "kind": _one_of(raw["kind"], _KINDS),
-        "claim": _trusted_claim(raw["claim"]),
-        "policy": str(raw["policy"]),
-        "person": _built(PersonFacts, {
-            "person_id": person["person_id"], "region": person["region"],
-            "categories": [_one_of(c, CATEGORIES) for c in person["categories"]],
-            "favoured": bool(person["favoured"]),
-        }),
-        "hospital": _built(HospitalFacts, {
-            "hospital_code": hospital["hospital_code"], "level": _one_of(hospital["level"], LEVELS),
-            "name": hospital["name"],
-        }),
-        "breakdown": None if breakdown is None else _built(Breakdown, {
-            name: _number(breakdown[name]) for name in BREAKDOWN_AMOUNTS
-        }),
-        "deductible": _optional_number(raw["deductible"]),
-        "layers": [
-            _built(Layer, {"layer": _LAYER_NAMES[layer["layer"]], "amount": _number(layer["amount"]),
-                           "explanation": str(layer["explanation"])})
-            for layer in raw["layers"]
-        ],
-        "cancel_reason": raw["cancel_reason"],
-        "received_at": _optional_time(raw["received_at"]),
-        "attempt": int(raw.get("attempt", 0)),
-        "failure": raw.get("failure"),
-    })
-
-
-# Documents and one-bills are written the same way, without pydantic's
-# serializer: it calls back into Python for every amount. What these give is
-# exactly ``model_dump(mode="json")`` (tests/bench/test_fast_paths.py).
-
-
-def _optional_fen(value: Decimal | None) -> str | None:
-    return None if value is None else f"{value:.2f}"
-
-
-def _time_json(value: dt.datetime | None) -> str | None:
-    return None if value is None else to_jsonable_python(value)
-
-
-def _layers_json(layers: list[Layer]) -> list[dict[str, Any]]:
-    return [{"layer": layer.layer.value, "amount": f"{layer.amount:.2f}", "explanation": layer.explanation}
-            for layer in layers]
-
-
-def _document_json(document: SettlementDocument, claim_json: dict[str, Any]) -> dict[str, Any]:
-    person, hospital, breakdown = document.person, document.hospital, document.breakdown
-    return {
-        "kind": document.kind,
-        "claim": claim_json,
-        "policy": document.policy,
-        "person": {"person_id": person.person_id, "region": person.region,
-                   "categories": list(person.categories), "favoured": person.favoured},
-        "hospital": {"hospital_code": hospital.hospital_code, "level": hospital.level, "name": hospital.name},
-        "breakdown": None if breakdown is None else {
-            name: f"{getattr(breakdown, name):.2f}" for name in BREAKDOWN_AMOUNTS},
-        "deductible": _optional_fen(document.deductible),
-        "layers": _layers_json(document.layers),
-        "cancel_reason": document.cancel_reason,
-        "received_at": _time_json(document.received_at),
-        "attempt": document.attempt,
-        "failure": document.failure,
-    }
-
-
-def _result_json(result: SettlementResult) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "claim_id": result.claim_id, "hospital_code": result.hospital_code,
-        "person_id_masked": result.person_id_masked, "status": result.status, "policy": result.policy,
-    }
-    for name in ONE_BILL_AMOUNTS:
-        body[name] = _optional_fen(getattr(result, name))
-    rejection = result.rejection
-    body["fund_details"] = [{"fund_pay_type": d.fund_pay_type, "name": d.name, "amount": f"{d.amount:.2f}"}
-                            for d in result.fund_details]
-    body["layers"] = _layers_json(result.layers)
-    body["rejection"] = None if rejection is None else {"code": rejection.code.value, "message": rejection.message}
-    body["settled_at"] = _time_json(result.settled_at)
-    return body
 
 
 # ------------------------------------------------------------ his.settlements
@@ -739,7 +600,7 @@ class SettlementResult(Frozen):
                                            examples=["2024-03-10T10:00:01.234+08:00"])
 
     def to_json(self) -> bytes:
-        return orjson.dumps(_result_json(self))
+        return orjson.dumps(wire.writer(SettlementResult)(self))
 
     @classmethod
     def from_json(cls, body: bytes | str) -> SettlementResult:

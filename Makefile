@@ -36,7 +36,7 @@ demo: $(VENV)/.installed
 docs: $(VENV)/.installed
 	mkdir -p docs/asyncapi
 	for s in $(SERVICES); do \
-	  DATABASE_URL=postgresql://unused $(VENV)/bin/faststream docs gen --factory services.$$s.app:app --yaml --out docs/asyncapi/$$s.yaml || exit 1; \
+	  DATABASE_URL=postgresql://unused KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 $(VENV)/bin/faststream docs gen --factory services.$$s.app:app --yaml --out docs/asyncapi/$$s.yaml || exit 1; \
 	done
 	mkdir -p docs/openapi
 	$(PY) -m services.gateway openapi > docs/openapi/gateway.json
@@ -62,4 +62,4 @@ simulate-bench: $(VENV)/.installed
 	$(PY) -m deploy.simulate_bench
 
 clean:
-	rm -rf $(VENV) .kafka .kafka-certs .run .pytest_cache .hypothesis docs/asyncapi bench-results simulation-results
+	rm -rf $(VENV) .kafka .kafka-certs .run .pytest_cache .hypothesis bench-results simulation-results

@@ -3,6 +3,14 @@
 Amounts are ``Decimal`` yuan. On the wire they are decimal strings with two
 decimals; floats are refused so that no amount ever passes through binary
 floating point.
+
+Each message is defined once, here. The stages' fast path (a document read
+back from our own topics without validation, documents and one-bills written
+without pydantic's serializer, which calls back into Python for every
+amount) is derived from these models' fields by ``medsettle.wire`` at first
+use, and gives exactly what validation and ``model_dump(mode="json")`` give
+(tests/bench/test_fast_paths.py). Every field carries a description and an
+example: ``make docs`` writes them into the AsyncAPI and OpenAPI documents.
 """
 
 from __future__ import annotations
@@ -23,9 +31,10 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import to_jsonable_python
 
+from medsettle import wire
 from medsettle.money import fen
+from medsettle.wire import built as _built  # noqa: F401 - medsettle.accumulator builds its counters with it
 
 MAX_AMOUNT = Decimal("1000000000")  # 10^9 yuan: far above any real bill
 MAX_ITEMS = 5000
@@ -145,13 +154,20 @@ CATEGORY_NAMES: dict[str, str] = {
 
 
 class Item(Strict):
-    code: str = Field(min_length=1, max_length=64, description="item code in the catalogue")
-    name: str = Field("", max_length=200, description="item name")
-    category: ItemCategory = Field(description="A 甲类, B 乙类 (10% pre-self-pay), C 丙类 (self-pay)")
-    quantity: Quantity = Field(description="decimal string", examples=["2"])
-    unit_price: Money = Field(description="yuan, two decimals", examples=["35.50"])
-    amount: Money = Field(description="quantity × unit_price, to the fen", examples=["71.00"])
-    limit_price: Money | None = Field(None, description="最高限价; the part above it is self-pay")
+    """One line of the bill (CONTRACT §3)."""
+
+    code: str = Field(min_length=1, max_length=64, description="the item's code in the catalogue",
+                      examples=["XA01"])
+    name: str = Field("", max_length=200, description="the item's name", examples=["阿司匹林肠溶片"])
+    category: ItemCategory = Field(description="A 甲类 (fully in scope), B 乙类 (10% pre-self-pay, 先行自付), "
+                                               "C 丙类 (self-pay, 全自费)", examples=["A"])
+    quantity: Quantity = Field(description="decimal string, never negative", examples=["2"])
+    unit_price: Money = Field(description="yuan, a decimal string with two decimals, never negative",
+                              examples=["35.50"])
+    amount: Money = Field(description="quantity × unit_price, to the fen (else AMOUNT_MISMATCH)", examples=["71.00"])
+    limit_price: Money | None = Field(None, description="最高限价: when set and exceeded, (unit_price - limit_price) "
+                                                        "× quantity is over-limit self-pay (超限价自费)",
+                                      examples=[None, "30.00"])
 
     def computed_amount(self) -> Decimal:
         return fen(self.quantity * self.unit_price)
@@ -160,19 +176,34 @@ class Item(Strict):
 class SettleClaim(Strict):
     """A real settlement (``settle``) or a pre-settlement (``trial``)."""
 
-    type: Literal["settle", "trial"] = Field(description="settle, or trial (预结算: nothing committed)")
-    claim_id: Code = Field(examples=["H3404210001-2024-000123"])
-    hospital_code: Code = Field(examples=["H3404210001"])
+    type: Literal["settle", "trial"] = Field(
+        description="settle (real settlement), or trial (pre-settlement, 预结算: computed with the person's current "
+                    "accumulators, nothing is committed)", examples=["settle"])
+    claim_id: Code = Field(description="the hospital's id of the claim; the same id with identical content gets "
+                                       "the same answer again, with other content DUPLICATE_CLAIM",
+                           examples=["H3404210001-2024-000123"])
+    hospital_code: Code = Field(description="the hospital's code (registry.hospitals)", examples=["H3404210001"])
     person_id: PersonId = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z]+$",
-                                description="18-character resident identity number; a final x is read as X")
-    visit_type: VisitType
-    admitted_on: dt.date | None = None
-    discharged_on: dt.date = Field(description="the service date; its year is the accumulation year")
-    referral: bool = False
-    injury: bool = Field(False, description="意外伤害: held for review")
-    diagnosis_codes: list[Annotated[str, Field(max_length=32)]] = Field(default_factory=list, max_length=50)
-    items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
-    submitted_at: dt.datetime | None = None
+                                description="18-character resident identity number; a final x is read as X",
+                                examples=["340421199001011234"])
+    visit_type: VisitType = Field(description="inpatient, outpatient (门诊统筹) or chronic_outpatient (慢性病门诊)",
+                                  examples=["inpatient"])
+    admitted_on: dt.date | None = Field(None, description="admission date; required for an inpatient claim, may be "
+                                                          "omitted for an outpatient visit", examples=["2024-03-01"])
+    discharged_on: dt.date = Field(description="the service date (an outpatient's visit date); its calendar year is "
+                                               "the accumulation year", examples=["2024-03-10"])
+    referral: bool = Field(False, description="referred (转诊): without it an inpatient at a city, province or "
+                                              "out-of-province hospital gets a ratio 10 points lower",
+                           examples=[False])
+    injury: bool = Field(False, description="意外伤害: held as pending_review until an operator approves or "
+                                            "rejects it", examples=[False])
+    diagnosis_codes: list[Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=list, max_length=50, description="diagnosis codes (ICD-10)", examples=[["I63.900"]])
+    items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS, description="the bill's items, at least one",
+                            examples=[[{"code": "XA01", "name": "阿司匹林肠溶片", "category": "A", "quantity": "2",
+                                        "unit_price": "35.50", "amount": "71.00", "limit_price": None}]])
+    submitted_at: dt.datetime | None = Field(None, description="when the hospital sent it, ISO 8601 with offset",
+                                             examples=["2024-03-10T10:00:00+08:00"])
 
     @model_validator(mode="after")
     def _dates(self) -> SettleClaim:
@@ -205,10 +236,10 @@ class SettleClaim(Strict):
 class CancelClaim(Strict):
     """结算撤销: reversal of a settled claim."""
 
-    type: Literal["cancel"]
-    claim_id: Code
-    hospital_code: Code
-    reason: str | None = Field(None, max_length=500)
+    type: Literal["cancel"] = Field(description="cancel (结算撤销)", examples=["cancel"])
+    claim_id: Code = Field(description="the settled claim to reverse", examples=["H3404210001-2024-000123"])
+    hospital_code: Code = Field(description="the hospital's code", examples=["H3404210001"])
+    reason: str | None = Field(None, max_length=500, description="why it is cancelled", examples=["患者退费"])
 
 
 class InvalidMessage(ValueError):
@@ -294,14 +325,21 @@ def parse_claim(body: bytes) -> SettleClaim | CancelClaim:
 
 
 class Coverage(Strict):
-    year: int
-    paid: bool
+    """A year of the person's enrolment."""
+
+    year: int = Field(description="the insurance year", examples=[2024])
+    paid: bool = Field(description="the year's contribution is paid: the person is insured that year",
+                       examples=[True])
 
 
 class CategorySpan(Strict):
-    category: Category
-    valid_from: dt.date
-    valid_to: dt.date | None = None
+    """A category the person is in; it counts when the service date falls inside its validity."""
+
+    category: Category = Field(description="poverty_registered (建档立卡贫困人口), subsistence (低保), "
+                                           "extreme_poverty (特困供养) or monitored (防返贫监测对象)",
+                               examples=["subsistence"])
+    valid_from: dt.date = Field(description="first day it counts", examples=["2024-01-01"])
+    valid_to: dt.date | None = Field(None, description="last day it counts; null: open-ended", examples=[None])
 
     def covers(self, day: dt.date) -> bool:
         return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
@@ -310,12 +348,17 @@ class CategorySpan(Strict):
 class Person(Strict):
     """``registry.persons``: the latest message per ``person_id`` wins."""
 
-    person_id: PersonId = Field(min_length=6, max_length=32)
-    name: str = ""
-    region: str = Field(min_length=1, max_length=16)
-    coverage: list[Coverage] = Field(default_factory=list)
-    categories: list[CategorySpan] = Field(default_factory=list)
-    blacklisted: bool = False
+    person_id: PersonId = Field(min_length=6, max_length=32, description="18-character resident identity number; "
+                                "a final x is read as X", examples=["340421199001011234"])
+    name: str = Field("", description="the person's name (masked in logs and APIs)", examples=["张三"])
+    region: str = Field(min_length=1, max_length=16, description="the pooling region: with the service year it "
+                                                                 "chooses the policy", examples=["340421"])
+    coverage: list[Coverage] = Field(default_factory=list, description="the years the person is enrolled",
+                                     examples=[[{"year": 2024, "paid": True}]])
+    categories: list[CategorySpan] = Field(
+        default_factory=list, description="the assistance categories the person is in",
+        examples=[[{"category": "subsistence", "valid_from": "2024-01-01", "valid_to": None}]])
+    blacklisted: bool = Field(False, description="claims are rejected BLACKLISTED", examples=[False])
 
     def insured_in(self, year: int) -> bool:
         return any(c.year == year and c.paid for c in self.coverage)
@@ -328,12 +371,14 @@ class Person(Strict):
 class Hospital(Strict):
     """``registry.hospitals``: the latest message per ``hospital_code`` wins."""
 
-    hospital_code: Code
-    name: str = ""
-    region: str = ""
-    level: Level
-    designated: bool = True
-    suspended: bool = False
+    hospital_code: Code = Field(description="the hospital's code", examples=["H3404210001"])
+    name: str = Field("", description="the hospital's name", examples=["县人民医院"])
+    region: str = Field("", description="the hospital's region", examples=["340421"])
+    level: Level = Field(description="village, township, county, city, province or out_of_province",
+                         examples=["county"])
+    designated: bool = Field(True, description="a designated hospital (定点); claims of others are rejected "
+                                               "HOSPITAL_NOT_DESIGNATED", examples=[True])
+    suspended: bool = Field(False, description="claims are rejected HOSPITAL_SUSPENDED", examples=[False])
 
 
 # -------------------------------------------------- the document the stages carry
@@ -347,19 +392,25 @@ class LayerName(str, Enum):
 
 
 class Layer(Frozen):
-    layer: LayerName
-    amount: Amount
-    explanation: str
+    """What one fund paid of the claim, and why."""
+
+    layer: LayerName = Field(description="basic, serious_illness, assistance or backstop", examples=["basic"])
+    amount: Amount = Field(description="yuan, two decimals", examples=["6900.00"])
+    explanation: str = Field(description="how the amount was reached, for people",
+                             examples=["基本医保：政策范围内费用 9800.00 元；县级起付线 600.00 元；县级报销比例 75%；"
+                                       "(9800.00 - 600.00) × 75% = 6900.00。基本医保支付 6900.00 元。"])
 
 
 class Breakdown(Frozen):
     """How the bill divides before any fund pays (CONTRACT §6)."""
 
-    total: Amount
-    self_pay: Amount
-    over_limit_self_pay: Amount
-    pre_self_pay: Amount
-    compliant: Amount
+    total: Amount = Field(description="the bill: self_pay + over_limit_self_pay + pre_self_pay + compliant",
+                          examples=["10500.00"])
+    self_pay: Amount = Field(description="C items within the price limit (全自费)", examples=["500.00"])
+    over_limit_self_pay: Amount = Field(description="every part above a price limit (超限价自费)", examples=["0.00"])
+    pre_self_pay: Amount = Field(description="10% of B items within the price limit (先行自付)", examples=["200.00"])
+    compliant: Amount = Field(description="A items + 90% of B items within the price limit (政策范围内费用)",
+                              examples=["9800.00"])
 
 
 BREAKDOWN_AMOUNTS: tuple[str, ...] = ("total", "self_pay", "over_limit_self_pay", "pre_self_pay", "compliant")
@@ -369,33 +420,46 @@ BREAKDOWN_AMOUNTS: tuple[str, ...] = ("total", "self_pay", "over_limit_self_pay"
 class PersonFacts(Frozen):
     """What the stages need to know of the person, as of the service date."""
 
-    person_id: str
-    region: str
-    categories: list[Category] = Field(default_factory=list)
-    favoured: bool = False
+    person_id: str = Field(description="18-character resident identity number", examples=["340421199001011234"])
+    region: str = Field(description="the pooling region", examples=["340421"])
+    categories: list[Category] = Field(default_factory=list, description="the categories valid on the service "
+                                                                         "date", examples=[["subsistence"]])
+    favoured: bool = Field(False, description="in poverty_registered, subsistence or extreme_poverty on the "
+                                              "service date", examples=[True])
 
 
 class HospitalFacts(Frozen):
-    hospital_code: str
-    level: Level
-    name: str = ""
+    """What the stages need to know of the hospital."""
+
+    hospital_code: str = Field(description="the hospital's code", examples=["H3404210001"])
+    level: Level = Field(description="village, township, county, city, province or out_of_province",
+                         examples=["county"])
+    name: str = Field("", description="the hospital's name", examples=["县人民医院"])
 
 
 class SettlementDocument(Frozen):
     """The settlement document each stage enriches and passes on."""
 
-    kind: Literal["settle", "trial", "cancel"]
-    claim: SettleClaim
-    policy: str
-    person: PersonFacts
-    hospital: HospitalFacts
-    breakdown: Breakdown | None = None
-    deductible: Amount | None = None
-    layers: list[Layer] = Field(default_factory=list)
-    cancel_reason: str | None = None
-    received_at: dt.datetime | None = None
-    attempt: int = Field(0, description="0, then 1, 2, ... each time a claim that failed is sent again")
-    failure: str | None = Field(None, description="why the platform could not settle it (SETTLEMENT_FAILED)")
+    kind: Literal["settle", "trial", "cancel"] = Field(description="settle, trial, or cancel (a reversal, or the "
+                                                                   "compensation of a claim that failed)",
+                                                       examples=["settle"])
+    claim: SettleClaim = Field(description="the claim as eligibility accepted it (his.claims)")
+    policy: str = Field(description="the policy that settles it: region and service year", examples=["340421-2024"])
+    person: PersonFacts = Field(description="the person, as of the service date")
+    hospital: HospitalFacts = Field(description="the hospital")
+    breakdown: Breakdown | None = Field(None, description="how the bill divides, once the basic stage has "
+                                                          "computed it")
+    deductible: Amount | None = Field(None, description="the part of the deductible this claim bore",
+                                      examples=["600.00"])
+    layers: list[Layer] = Field(default_factory=list, description="the layers computed so far, in pipeline order",
+                                examples=[[{"layer": "basic", "amount": "6900.00", "explanation": "..."}]])
+    cancel_reason: str | None = Field(None, description="a cancel's reason", examples=[None, "患者退费"])
+    received_at: dt.datetime | None = Field(None, description="when eligibility read the claim, ISO 8601 with "
+                                                              "offset", examples=["2024-03-10T10:00:00.512+08:00"])
+    attempt: int = Field(0, description="0, then 1, 2, ... each time a claim that failed is sent again",
+                         examples=[0])
+    failure: str | None = Field(None, description="why the platform could not settle it (SETTLEMENT_FAILED)",
+                                examples=[None])
 
     @property
     def message_id(self) -> str:
@@ -428,8 +492,8 @@ class SettlementDocument(Frozen):
         as it was read (see ``trusted``), passed through instead of being
         serialised again."""
         if claim_json is None:
-            claim_json = self.claim.model_dump(mode="json")
-        return orjson.dumps(_document_json(self, claim_json))
+            return orjson.dumps(wire.writer(SettlementDocument)(self))
+        return orjson.dumps(wire.writer(SettlementDocument, ("claim",))(self, claim_json))
 
     @classmethod
     def from_json(cls, body: bytes | str) -> SettlementDocument:
@@ -442,157 +506,9 @@ class SettlementDocument(Frozen):
         eligibility. Anything not in that shape is validated in full, so a
         malformed document still fails with a ``ValidationError``."""
         try:
-            return _trusted_document(raw)
+            return wire.reader(cls)(raw)  # type: ignore[no-any-return]
         except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError):
             return cls.model_validate(raw)
-
-
-# A document read back from our own topics and tables is built without
-# validation (as ``model_construct`` does, for complete values): pydantic's
-# validators of every amount and item cost about ten times more.
-
-_set = object.__setattr__
-
-
-def _built(model: type[Any], values: dict[str, Any]) -> Any:
-    instance = model.__new__(model)
-    _set(instance, "__dict__", values)
-    _set(instance, "__pydantic_fields_set__", set(values))
-    _set(instance, "__pydantic_extra__", None)
-    _set(instance, "__pydantic_private__", None)
-    return instance
-
-
-def _number(value: Any) -> Decimal:
-    if not isinstance(value, str):
-        raise TypeError(f"an amount must be a decimal string, not {value!r}")
-    return Decimal(value)
-
-
-def _optional_number(value: Any) -> Decimal | None:
-    return None if value is None else _number(value)
-
-
-def _one_of(value: Any, allowed: tuple[str, ...]) -> Any:
-    if value not in allowed:
-        raise ValueError(f"{value!r} is not one of {allowed}")
-    return value
-
-
-def _optional_time(value: Any) -> dt.datetime | None:
-    return None if value is None else dt.datetime.fromisoformat(value)
-
-
-_ITEM_CATEGORIES: tuple[str, ...] = ("A", "B", "C")
-_KINDS = ("settle", "trial", "cancel")
-_LAYER_NAMES = {layer.value: layer for layer in LayerName}
-
-
-def _trusted_claim(raw: dict[str, Any]) -> SettleClaim:
-    items = [
-        _built(Item, {
-            "code": item["code"], "name": item["name"], "category": _one_of(item["category"], _ITEM_CATEGORIES),
-            "quantity": _number(item["quantity"]), "unit_price": _number(item["unit_price"]),
-            "amount": _number(item["amount"]), "limit_price": _optional_number(item["limit_price"]),
-        })
-        for item in raw["items"]
-    ]
-    admitted = raw["admitted_on"]
-    return _built(SettleClaim, {
-        "type": _one_of(raw["type"], ("settle", "trial")), "claim_id": raw["claim_id"],
-        "hospital_code": raw["hospital_code"], "person_id": raw["person_id"],
-        "visit_type": _one_of(raw["visit_type"], VISIT_TYPES),
-        "admitted_on": None if admitted is None else dt.date.fromisoformat(admitted),
-        "discharged_on": dt.date.fromisoformat(raw["discharged_on"]),
-        "referral": bool(raw["referral"]), "injury": bool(raw["injury"]),
-        "diagnosis_codes": list(raw["diagnosis_codes"]), "items": items,
-        "submitted_at": _optional_time(raw["submitted_at"]),
-    })
-
-
-def _trusted_document(raw: dict[str, Any]) -> SettlementDocument:
-    person, hospital, breakdown = raw["person"], raw["hospital"], raw["breakdown"]
-    return _built(SettlementDocument, {
-        "kind": _one_of(raw["kind"], _KINDS),
-        "claim": _trusted_claim(raw["claim"]),
-        "policy": str(raw["policy"]),
-        "person": _built(PersonFacts, {
-            "person_id": person["person_id"], "region": person["region"],
-            "categories": [_one_of(c, CATEGORIES) for c in person["categories"]],
-            "favoured": bool(person["favoured"]),
-        }),
-        "hospital": _built(HospitalFacts, {
-            "hospital_code": hospital["hospital_code"], "level": _one_of(hospital["level"], LEVELS),
-            "name": hospital["name"],
-        }),
-        "breakdown": None if breakdown is None else _built(Breakdown, {
-            name: _number(breakdown[name]) for name in BREAKDOWN_AMOUNTS
-        }),
-        "deductible": _optional_number(raw["deductible"]),
-        "layers": [
-            _built(Layer, {"layer": _LAYER_NAMES[layer["layer"]], "amount": _number(layer["amount"]),
-                           "explanation": str(layer["explanation"])})
-            for layer in raw["layers"]
-        ],
-        "cancel_reason": raw["cancel_reason"],
-        "received_at": _optional_time(raw["received_at"]),
-        "attempt": int(raw.get("attempt", 0)),
-        "failure": raw.get("failure"),
-    })
-
-
-# Documents and one-bills are written the same way, without pydantic's
-# serializer: it calls back into Python for every amount. What these give is
-# exactly ``model_dump(mode="json")`` (tests/bench/test_fast_paths.py).
-
-
-def _optional_fen(value: Decimal | None) -> str | None:
-    return None if value is None else f"{value:.2f}"
-
-
-def _time_json(value: dt.datetime | None) -> str | None:
-    return None if value is None else to_jsonable_python(value)
-
-
-def _layers_json(layers: list[Layer]) -> list[dict[str, Any]]:
-    return [{"layer": layer.layer.value, "amount": f"{layer.amount:.2f}", "explanation": layer.explanation}
-            for layer in layers]
-
-
-def _document_json(document: SettlementDocument, claim_json: dict[str, Any]) -> dict[str, Any]:
-    person, hospital, breakdown = document.person, document.hospital, document.breakdown
-    return {
-        "kind": document.kind,
-        "claim": claim_json,
-        "policy": document.policy,
-        "person": {"person_id": person.person_id, "region": person.region,
-                   "categories": list(person.categories), "favoured": person.favoured},
-        "hospital": {"hospital_code": hospital.hospital_code, "level": hospital.level, "name": hospital.name},
-        "breakdown": None if breakdown is None else {
-            name: f"{getattr(breakdown, name):.2f}" for name in BREAKDOWN_AMOUNTS},
-        "deductible": _optional_fen(document.deductible),
-        "layers": _layers_json(document.layers),
-        "cancel_reason": document.cancel_reason,
-        "received_at": _time_json(document.received_at),
-        "attempt": document.attempt,
-        "failure": document.failure,
-    }
-
-
-def _result_json(result: SettlementResult) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "claim_id": result.claim_id, "hospital_code": result.hospital_code,
-        "person_id_masked": result.person_id_masked, "status": result.status, "policy": result.policy,
-    }
-    for name in ONE_BILL_AMOUNTS:
-        body[name] = _optional_fen(getattr(result, name))
-    rejection = result.rejection
-    body["fund_details"] = [{"fund_pay_type": d.fund_pay_type, "name": d.name, "amount": f"{d.amount:.2f}"}
-                            for d in result.fund_details]
-    body["layers"] = _layers_json(result.layers)
-    body["rejection"] = None if rejection is None else {"code": rejection.code.value, "message": rejection.message}
-    body["settled_at"] = _time_json(result.settled_at)
-    return body
 
 
 # ------------------------------------------------------------ his.settlements
@@ -624,43 +540,70 @@ class RejectionCode(str, Enum):
 
 
 class Rejection(Frozen):
-    code: RejectionCode
-    message: str
+    """Why a claim was rejected (CONTRACT §5)."""
+
+    code: RejectionCode = Field(description="what was wrong, one of the contract's codes",
+                                examples=["NOT_INSURED"])
+    message: str = Field(description="what was wrong and what to do, for people",
+                         examples=["参保人 340421********1234 2024 年度未缴费（出院日期 2024-03-10），不能享受医保待遇"])
 
 
 class FundDetail(Frozen):
-    fund_pay_type: str
-    name: str
-    amount: Amount
+    """What one fund paid, by its national fund-payment type."""
+
+    fund_pay_type: str = Field(description="390100 basic, 390200 serious illness, 610100 assistance, "
+                                           "640100 backstop", examples=["390100"])
+    name: str = Field(description="the fund's name", examples=["城乡居民基本医疗保险统筹基金"])
+    amount: Amount = Field(description="yuan, two decimals", examples=["6900.00"])
 
 
 class SettlementResult(Frozen):
     """The one-bill (一单制) confirmed to the hospital on ``his.settlements``."""
 
-    claim_id: str
-    hospital_code: str
-    person_id_masked: str | None = None
-    status: Literal["settled", "trial", "rejected", "reversed", "pending_review"]
-    policy: str | None = None
-    total: Amount | None = None
-    self_pay: Amount | None = None
-    over_limit_self_pay: Amount | None = None
-    pre_self_pay: Amount | None = None
-    compliant: Amount | None = None
-    deductible: Amount | None = None
-    basic: Amount | None = None
-    serious_illness: Amount | None = None
-    assistance: Amount | None = None
-    backstop: Amount | None = None
-    fund_total: Amount | None = None
-    personal: Amount | None = None
-    fund_details: list[FundDetail] = Field(default_factory=list)
-    layers: list[Layer] = Field(default_factory=list)
-    rejection: Rejection | None = None
-    settled_at: dt.datetime | None = None
+    claim_id: str = Field(description="the hospital's id of the claim", examples=["H3404210001-2024-000123"])
+    hospital_code: str = Field(description="the hospital's code", examples=["H3404210001"])
+    person_id_masked: str | None = Field(None, description="the person's identity number, masked",
+                                         examples=["340421********1234"])
+    status: Literal["settled", "trial", "rejected", "reversed", "pending_review"] = Field(
+        description="settled, trial, rejected, reversed (repeats the amounts of the settlement it reverses) or "
+                    "pending_review", examples=["settled"])
+    policy: str | None = Field(None, description="the policy that settled it", examples=["340421-2024"])
+    total: Amount | None = Field(None, description="the bill: self_pay + over_limit_self_pay + pre_self_pay + "
+                                                   "compliant; absent from a rejection", examples=["10500.00"])
+    self_pay: Amount | None = Field(None, description="C items within the price limit (全自费)",
+                                    examples=["500.00"])
+    over_limit_self_pay: Amount | None = Field(None, description="every part above a price limit (超限价自费)",
+                                               examples=["0.00"])
+    pre_self_pay: Amount | None = Field(None, description="10% of B items within the price limit (先行自付)",
+                                        examples=["200.00"])
+    compliant: Amount | None = Field(None, description="A items + 90% of B items within the price limit "
+                                                       "(政策范围内费用)", examples=["9800.00"])
+    deductible: Amount | None = Field(None, description="the part of the deductible this claim bore (0 for "
+                                                        "outpatients)", examples=["600.00"])
+    basic: Amount | None = Field(None, description="basic insurance, fund 390100", examples=["6900.00"])
+    serious_illness: Amount | None = Field(None, description="serious-illness insurance, fund 390200",
+                                           examples=["0.00"])
+    assistance: Amount | None = Field(None, description="medical assistance, fund 610100", examples=["0.00"])
+    backstop: Amount | None = Field(None, description="government backstop, fund 640100", examples=["0.00"])
+    fund_total: Amount | None = Field(None, description="basic + serious_illness + assistance + backstop",
+                                      examples=["6900.00"])
+    personal: Amount | None = Field(None, description="what the person pays: total - fund_total",
+                                    examples=["3600.00"])
+    fund_details: list[FundDetail] = Field(
+        default_factory=list, description="what each fund paid, the four funds in order",
+        examples=[[{"fund_pay_type": "390100", "name": "城乡居民基本医疗保险统筹基金", "amount": "6900.00"},
+                   {"fund_pay_type": "390200", "name": "城乡居民大病保险资金", "amount": "0.00"},
+                   {"fund_pay_type": "610100", "name": "医疗救助基金", "amount": "0.00"},
+                   {"fund_pay_type": "640100", "name": "政府兜底基金", "amount": "0.00"}]])
+    layers: list[Layer] = Field(default_factory=list, description="each layer's amount and explanation",
+                                examples=[[{"layer": "basic", "amount": "6900.00", "explanation": "..."}]])
+    rejection: Rejection | None = Field(None, description="why it was rejected: set exactly when status is "
+                                                          "rejected", examples=[None])
+    settled_at: dt.datetime | None = Field(None, description="when the answer was given, ISO 8601 with offset",
+                                           examples=["2024-03-10T10:00:01.234+08:00"])
 
     def to_json(self) -> bytes:
-        return orjson.dumps(_result_json(self))
+        return orjson.dumps(wire.writer(SettlementResult)(self))
 
     @classmethod
     def from_json(cls, body: bytes | str) -> SettlementResult:

@@ -60,8 +60,8 @@ def test_a_trusted_document_equals_the_validated_one_and_writes_the_same_bytes()
 
 
 def test_documents_and_one_bills_are_written_as_pydantic_writes_them() -> None:
-    """The writers that skip pydantic's serializer give its bytes exactly,
-    for every field: a field added to a model and not to the writer fails here."""
+    """The writers that skip pydantic's serializer (medsettle.wire, derived
+    from the models' fields) give its bytes exactly, for every field."""
     found = documents(24)
     utc = dt.datetime(2024, 3, 10, 2, 0, 0, tzinfo=dt.UTC)
     found.append(found[1].model_copy(update={"received_at": utc, "cancel_reason": "重复"}))

@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/libs:$(CURDIR)
-SERVICES = $(shell PYTHONPATH=$(PYTHONPATH) $(PY) -m services.pipeline)
 
 .PHONY: run test demo docs bench bench-import chaos policy-check system-deps kafka kafka-certs simulate simulate-bench clean
 
@@ -34,10 +33,7 @@ demo: $(VENV)/.installed
 	$(PY) -m deploy.demo
 
 docs: $(VENV)/.installed
-	mkdir -p docs/asyncapi
-	for s in $(SERVICES); do \
-	  DATABASE_URL=postgresql://unused KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 $(VENV)/bin/faststream docs gen --factory services.$$s.app:app --yaml --out docs/asyncapi/$$s.yaml || exit 1; \
-	done
+	DATABASE_URL=postgresql://unused KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 $(PY) -m services.asyncapi docs/asyncapi
 	mkdir -p docs/openapi
 	$(PY) -m services.gateway openapi > docs/openapi/gateway.json
 

@@ -16,18 +16,9 @@ from services.pipeline import NAMES
 
 COMMITTED = ROOT / "docs" / "asyncapi"
 
-# What ``faststream docs gen --factory services.<name>.app:app --yaml`` does
-# (make docs), for every service in one process: the factory called with the
-# settings of the environment, the document written as YAML. A process of
-# its own, since each app configures the logging of the process it is in.
-GENERATE = """
-import sys
-from importlib import import_module
-import orjson
-documents = {name: import_module(f"services.{name}.app").app().schema.to_specification().to_yaml()
-             for name in sys.argv[1:]}
-sys.stdout.buffer.write(orjson.dumps(documents))
-"""
+# make docs' generator (services.asyncapi), in a process of its own, since
+# each app configures the logging of the process it is in.
+GENERATE = "import sys, orjson; from services.asyncapi import documents; sys.stdout.buffer.write(orjson.dumps(documents()))"
 # make docs' environment: the broker's address is in the document, and must not be this machine's.
 ENVIRONMENT = {"DATABASE_URL": "postgresql://unused", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"}
 
@@ -36,7 +27,7 @@ def generated() -> dict[str, str]:
     environment = {name: value for name, value in os.environ.items()
                    if not name.startswith(("KAFKA_", "DATABASE_", "POSTGRES", "PG"))}
     environment["PYTHONPATH"] = os.pathsep.join((str(ROOT / "libs"), str(ROOT)))
-    done = subprocess.run([sys.executable, "-c", GENERATE, *NAMES], cwd=ROOT, env={**environment, **ENVIRONMENT},
+    done = subprocess.run([sys.executable, "-c", GENERATE], cwd=ROOT, env={**environment, **ENVIRONMENT},
                           capture_output=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     return orjson.loads(done.stdout)  # type: ignore[no-any-return]

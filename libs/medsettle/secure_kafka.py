@@ -57,7 +57,9 @@ RIGHTS: dict[str, Rights] = {
     "insurer": Rights(reads=(topics.BASIC,), writes=(topics.SERIOUS_ILLNESS, topics.DLQ), group="insurer"),
     "assistance": Rights(reads=(topics.SERIOUS_ILLNESS,), writes=(topics.ASSISTANCE, topics.DLQ), group="assistance"),
     "backstop": Rights(reads=(topics.ASSISTANCE,), writes=(topics.BACKSTOP, topics.DLQ), group="backstop"),
-    "settlement": Rights(reads=(topics.BACKSTOP,), writes=(topics.SETTLEMENTS, topics.DLQ), group="settlement"),
+    # a claim settlement fails sends its compensation back through the layers on settlement.eligible
+    "settlement": Rights(reads=(topics.BACKSTOP,), writes=(topics.SETTLEMENTS, topics.ELIGIBLE, topics.DLQ),
+                         group="settlement"),
     # a replay goes back to the topic the dead letter came from: any topic a stage reads
     "operations": Rights(reads=(topics.DLQ,),
                          writes=(topics.CLAIMS, topics.PERSONS, topics.HOSPITALS, topics.ELIGIBLE, topics.BASIC,
@@ -96,9 +98,10 @@ def make_certificates(folder: Path = CERTS_DIR) -> Path:
 
 
 class SecureKafka:
-    """Apache Kafka on the secure profile, on loopback free ports."""
+    """Apache Kafka on the secure profile, on loopback free ports: one node, or
+    ``nodes`` (the crash test's cluster of three, ``deploy/chaos.py --secure``)."""
 
-    def __init__(self, dir: Path, *, certs: Path = CERTS_DIR, heap: str = "384m") -> None:
+    def __init__(self, dir: Path, *, certs: Path = CERTS_DIR, heap: str = "384m", nodes: int = 1) -> None:
         self.dir = Path(dir)
         self.certs = make_certificates(certs)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +144,8 @@ class SecureKafka:
         }
         scram = [arg for name, password in self.passwords.items()
                  for arg in ("--add-scram", f"{MECHANISM}=[name={name},password={password}]")]
-        self.kafka = ApacheKafka(dir=self.dir / "kafka", heap=heap, extra_properties=properties, format_args=scram)
+        self.kafka = ApacheKafka(nodes, dir=self.dir / "kafka", heap=heap, extra_properties=properties,
+                                 format_args=scram)
 
     @property
     def bootstrap(self) -> str:
@@ -174,8 +178,8 @@ class SecureKafka:
         return self
 
     async def prepare(self, partitions: int) -> None:
-        """The topics (as admin) and every principal's ACLs."""
-        await prepare(self.client(ADMIN), partitions)
+        """The topics (as admin; 3 copies of each partition on a cluster) and every principal's ACLs."""
+        await prepare(self.client(ADMIN), partitions, replication=min(3, len(self.kafka.nodes)))
 
     def stop(self) -> None:
         self.kafka.stop()
@@ -187,7 +191,7 @@ class SecureKafka:
         self.kafka.restart()
 
 
-async def prepare(admin_client: Mapping[str, Any], partitions: int) -> None:
+async def prepare(admin_client: Mapping[str, Any], partitions: int, replication: int = 1) -> None:
     """Create the topics that are missing and every principal's ACLs, signed in
     as ``admin`` (``admin_client``: aiokafka's arguments). Safe to run again."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -201,7 +205,7 @@ async def prepare(admin_client: Mapping[str, Any], partitions: int) -> None:
         missing = [t for t in topics.ALL_TOPICS if t not in existing]
         if missing:
             try:
-                await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+                await admin.create_topics([NewTopic(t, partitions, replication) for t in missing])
             except TopicAlreadyExistsError:
                 pass
         client = admin._client  # aiokafka's admin has no create_acls: its protocol class, sent as admin does

@@ -173,13 +173,24 @@ class SecureKafka:
         return {"bootstrap_servers": self.bootstrap,
                 **Settings(**{k: v for k, v in fields.items() if k != "kafka_bootstrap_servers"}).kafka_client_security()}
 
-    def start(self) -> SecureKafka:
-        self.kafka.start()
+    def start(self, timeout: float = 180.0) -> SecureKafka:
+        self.kafka.start(timeout)
         return self
 
     async def prepare(self, partitions: int) -> None:
         """The topics (as admin; 3 copies of each partition on a cluster) and every principal's ACLs."""
         await prepare(self.client(ADMIN), partitions, replication=min(3, len(self.kafka.nodes)))
+
+    def denials(self) -> list[str]:
+        """Every authorization the broker refused so far, once each: the
+        StandardAuthorizer's audit lines in the nodes' logs (``Principal =
+        User:insurer is Denied operation = READ ... on resource = Topic:...``)."""
+        seen: dict[str, None] = {}
+        for node in self.kafka.nodes:
+            for line in node.log_path.read_text(errors="replace").splitlines():
+                if " is Denied operation = " in line:
+                    seen[line[line.index("Principal = "):].split(" for request")[0]] = None
+        return list(seen)
 
     def stop(self) -> None:
         self.kafka.stop()

@@ -55,7 +55,9 @@ RIGHTS: dict[str, Rights] = {
     "insurer": Rights(reads=(topics.BASIC,), writes=(topics.SERIOUS_ILLNESS, topics.DLQ), group="insurer"),
     "assistance": Rights(reads=(topics.SERIOUS_ILLNESS,), writes=(topics.ASSISTANCE, topics.DLQ), group="assistance"),
     "backstop": Rights(reads=(topics.ASSISTANCE,), writes=(topics.BACKSTOP, topics.DLQ), group="backstop"),
-    "settlement": Rights(reads=(topics.BACKSTOP,), writes=(topics.SETTLEMENTS, topics.DLQ), group="settlement"),
+    # a claim settlement fails sends its compensation back through the layers on settlement.eligible
+    "settlement": Rights(reads=(topics.BACKSTOP,), writes=(topics.SETTLEMENTS, topics.ELIGIBLE, topics.DLQ),
+                         group="settlement"),
     # a replay goes back to the topic the dead letter came from: any topic a stage reads
     "operations": Rights(reads=(topics.DLQ,),
                          writes=(topics.CLAIMS, topics.PERSONS, topics.HOSPITALS, topics.ELIGIBLE, topics.BASIC,
@@ -94,9 +96,10 @@ def make_certificates(folder: Path = CERTS_DIR) -> Path:
 
 
 class SecureKafka:
-    """Apache Kafka on the secure profile, on loopback free ports."""
+    """Apache Kafka on the secure profile, on loopback free ports: one node, or
+    ``nodes`` (the crash test's cluster of three, ``deploy/chaos.py --secure``)."""
 
-    def __init__(self, dir: Path, *, certs: Path = CERTS_DIR, heap: str = "384m") -> None:
+    def __init__(self, dir: Path, *, certs: Path = CERTS_DIR, heap: str = "384m", nodes: int = 1) -> None:
         self.dir = Path(dir)
         self.certs = make_certificates(certs)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +142,8 @@ class SecureKafka:
         }
         scram = [arg for name, password in self.passwords.items()
                  for arg in ("--add-scram", f"{MECHANISM}=[name={name},password={password}]")]
-        self.kafka = ApacheKafka(dir=self.dir / "kafka", heap=heap, extra_properties=properties, format_args=scram)
+        self.kafka = ApacheKafka(nodes, dir=self.dir / "kafka", heap=heap, extra_properties=properties,
+                                 format_args=scram)
 
     @property
     def bootstrap(self) -> str:
@@ -167,13 +171,24 @@ class SecureKafka:
         return {"bootstrap_servers": self.bootstrap,
                 **Settings(**{k: v for k, v in fields.items() if k != "kafka_bootstrap_servers"}).kafka_client_security()}
 
-    def start(self) -> SecureKafka:
-        self.kafka.start()
+    def start(self, timeout: float = 180.0) -> SecureKafka:
+        self.kafka.start(timeout)
         return self
 
     async def prepare(self, partitions: int) -> None:
-        """The topics (as admin) and every principal's ACLs."""
-        await prepare(self.client(ADMIN), partitions)
+        """The topics (as admin; 3 copies of each partition on a cluster) and every principal's ACLs."""
+        await prepare(self.client(ADMIN), partitions, replication=min(3, len(self.kafka.nodes)))
+
+    def denials(self) -> list[str]:
+        """Every authorization the broker refused so far, once each: the
+        StandardAuthorizer's audit lines in the nodes' logs (``Principal =
+        User:insurer is Denied operation = READ ... on resource = Topic:...``)."""
+        seen: dict[str, None] = {}
+        for node in self.kafka.nodes:
+            for line in node.log_path.read_text(errors="replace").splitlines():
+                if " is Denied operation = " in line:
+                    seen[line[line.index("Principal = "):].split(" for request")[0]] = None
+        return list(seen)
 
     def stop(self) -> None:
         self.kafka.stop()
@@ -185,7 +200,7 @@ class SecureKafka:
         self.kafka.restart()
 
 
-async def prepare(admin_client: Mapping[str, Any], partitions: int) -> None:
+async def prepare(admin_client: Mapping[str, Any], partitions: int, replication: int = 1) -> None:
     """Create the topics that are missing and every principal's ACLs, signed in
     as ``admin`` (``admin_client``: aiokafka's arguments). Safe to run again."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -199,7 +214,7 @@ async def prepare(admin_client: Mapping[str, Any], partitions: int) -> None:
         missing = [t for t in topics.ALL_TOPICS if t not in existing]
         if missing:
             try:
-                await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+                await admin.create_topics([NewTopic(t, partitions, replication) for t in missing])
             except TopicAlreadyExistsError:
                 pass
         client = admin._client  # aiokafka's admin has no create_acls: its protocol class, sent as admin does

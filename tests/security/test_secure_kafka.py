@@ -53,6 +53,18 @@ def test_every_principal_gets_exactly_its_topics_and_group_and_hospitals_none():
                        ("insurer", read)}
 
 
+def test_every_topic_a_service_declares_it_reads_or_writes_its_principal_may():
+    # what each service subscribes to and publishes (its AsyncAPI declarations; a layer stage's in and out topic)
+    for stage in STAGES:
+        rights = RIGHTS[PRINCIPAL_OF[stage.__name__]]
+        layer = hasattr(stage, "in_topic")  # a LayerStage declares its topics when built
+        reads = (stage.in_topic,) if layer else tuple(stage.subscriptions)
+        writes = (stage.out_topic,) if layer else tuple(stage.produces)
+        assert set(reads) <= set(rights.reads), (stage.__name__, set(reads) - set(rights.reads))
+        assert set(writes) <= set(rights.writes), (stage.__name__, set(writes) - set(rights.writes))
+        assert rights.group == PRINCIPAL_OF[stage.__name__]
+
+
 async def _read_one(kafka: SecureKafka, principal: str, topic: str, group: str | None = None,
                     password: str | None = None) -> None:
     consumer = AIOKafkaConsumer(*([topic] if group else []), **kafka.client(principal, password), group_id=group,
@@ -91,6 +103,11 @@ async def test_the_insurers_principal_is_refused_his_claims_and_his_settlements_
         await _write_one(secure, "insurer", topics.BASIC)  # nor forge the basic layer it reads
     with pytest.raises(GroupAuthorizationFailedError):
         await _read_one(secure, "insurer", topics.BASIC, group="basic")  # nor join another service's group
+    # each refusal is in the broker's audit log (the crash test on this profile counts them: none there)
+    refused = secure.denials()
+    for topic in (topics.CLAIMS, topics.SETTLEMENTS):  # refused at its metadata already: DESCRIBE, or WRITE
+        assert any(d.startswith("Principal = User:insurer is Denied operation = ")
+                   and d.endswith(f"on resource = Topic:LITERAL:{topic}") for d in refused), refused
 
 
 async def test_a_wrong_password_and_a_client_without_credentials_are_refused(secure, caplog):

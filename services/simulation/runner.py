@@ -14,6 +14,7 @@ bounded whatever the year's size.
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -92,6 +93,19 @@ def _start_worker(database_url: str, snapshot: str, policy_id: str, candidate: P
 
 
 def _replay_range(persons: tuple[str, str]) -> Tally:
+    """A range's claims read and replayed with the cycle collector off: the
+    range's documents all stay alive until its tally is made, and the
+    collector's passes over them (every 50,000 allocations, the services'
+    setting) found nothing to free (a range leaves no cycles: measured with
+    ``gc.collect()`` after each). It runs as usual between ranges."""
+    gc.disable()
+    try:
+        return _read_and_replay(persons)
+    finally:
+        gc.enable()
+
+
+def _read_and_replay(persons: tuple[str, str]) -> Tally:
     w = _worker
     try:
         by_person = w["loop"].run_until_complete(repo.recorded_claims(w["connection"], w["policy_id"], *persons))

@@ -18,6 +18,7 @@ after it settled. The one-bills' fund amounts are placeholders (0): the
 report's "actual" side is meaningless here, the "simulated" side is real.
 
     python -m deploy.simulate_bench [--claims 1000000] [--workers 0] [--database-url URL] [--keep]
+    python -m deploy.simulate_bench --database-url URL --reuse DATABASE   # a year kept with --keep
 
 The database: ``--database-url``, else ``DATABASE_URL`` or
 ``TEST_DATABASE_URL``, else an embedded PostgreSQL in a temporary folder; a
@@ -136,7 +137,7 @@ class ProcessCpu:
     """CPU seconds used, while it watches, by this machine's processes whose
     command line holds ``word``: the backends of the bench's own database,
     whose process title names it (other PostgreSQL servers run on this
-    machine too). Backends come and go: each is sampled every 0.2 s, and one
+    machine too). Backends come and go: each is sampled every second, and one
     that ended counts what it had used when last seen."""
 
     def __init__(self, word: str) -> None:
@@ -164,7 +165,7 @@ class ProcessCpu:
             self.last[pid] = used
 
     def _watch(self) -> None:
-        while not self._stop.wait(0.2):
+        while not self._stop.wait(1.0):
             self._sample()
 
     def __enter__(self) -> ProcessCpu:
@@ -183,32 +184,42 @@ class ProcessCpu:
         return sum(used - self.first.get(pid, 0.0) for pid, used in self.last.items())
 
 
-async def bench(args: argparse.Namespace, server_url: str) -> dict:
-    name = f"simbench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = _with_database(server_url, name)
-    try:
-        for schema, folder in (("eligibility", ROOT / "services" / "eligibility" / "migrations"),
-                               ("settlement", ROOT / "services" / "settlement" / "migrations")):
-            pool = await create_pool(url, schema, size=1)
-            try:
-                await migrate(pool, schema, folder)
-            finally:
-                await pool.close()
-        started = time.perf_counter()
-        c = await asyncpg.connect(url, command_timeout=3600)
+async def generate(url: str, claims: int) -> tuple[float, str]:
+    """Makes the year in the (new) database ``url``: (seconds it took, its size)."""
+    for schema, folder in (("eligibility", ROOT / "services" / "eligibility" / "migrations"),
+                           ("settlement", ROOT / "services" / "settlement" / "migrations")):
+        pool = await create_pool(url, schema, size=1)
         try:
-            await c.execute("SET search_path = eligibility, public")
-            await c.execute(GENERATE, args.claims, max(1, args.claims // 3))
-            await c.execute("VACUUM (ANALYZE) eligibility.claims")
-            await c.execute("VACUUM (ANALYZE) settlement.one_bills")
-            size = await c.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
+            await migrate(pool, schema, folder)
         finally:
-            await c.close()
-        generated = time.perf_counter() - started
-        print(f"generated {args.claims:,} claims in {generated:.1f} s (database {size})", flush=True)
+            await pool.close()
+    started = time.perf_counter()
+    c = await asyncpg.connect(url, command_timeout=3600)
+    try:
+        await c.execute("SET search_path = eligibility, public")
+        await c.execute(GENERATE, claims, max(1, claims // 3))
+        await c.execute("VACUUM (ANALYZE) eligibility.claims")
+        await c.execute("VACUUM (ANALYZE) settlement.one_bills")
+        size = await c.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
+    finally:
+        await c.close()
+    return time.perf_counter() - started, size
+
+
+async def bench(args: argparse.Namespace, server_url: str) -> dict:
+    name = args.reuse or f"simbench_{uuid.uuid4().hex[:8]}"
+    url = _with_database(server_url, name)
+    if not args.reuse:
+        admin = await asyncpg.connect(server_url)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+    try:
+        if args.reuse:
+            generated, size = 0.0, "reused"
+            print(f"simulating the year kept in database {name}", flush=True)
+        else:
+            generated, size = await generate(url, args.claims)
+            print(f"generated {args.claims:,} claims in {generated:.1f} s (database {size})", flush=True)
 
         request = Request(region="340421", year=2024, candidate=load_policy(POLICY), workers=args.workers)
         load_before = os.getloadavg()
@@ -236,7 +247,7 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict:
         }
         return result
     finally:
-        if not args.keep:
+        if not (args.keep or args.reuse):
             admin = await asyncpg.connect(server_url)
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
             await admin.close()
@@ -251,8 +262,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=0, help="worker processes (0: one per CPU)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--keep", action="store_true", help="keep the generated database")
+    parser.add_argument("--reuse", metavar="DATABASE",
+                        help="simulate the year a run with --keep left in DATABASE (on --database-url's server) "
+                             "instead of generating one; --claims is then ignored")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "simulate.json")
     args = parser.parse_args(argv)
+    if args.reuse and not args.database_url:
+        parser.error("--reuse needs the server the database was kept on: --database-url")
     with contextlib.ExitStack() as stack:
         url = args.database_url
         if not url:

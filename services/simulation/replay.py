@@ -28,6 +28,7 @@ FUND_CODES: tuple[str, ...] = ("390100", "390200", "610100", "640100")
 FUND_LAYERS: tuple[LayerName, ...] = (
     LayerName.BASIC, LayerName.SERIOUS_ILLNESS, LayerName.ASSISTANCE, LayerName.BACKSTOP,
 )
+_FUND_INDEX = {layer: index for index, layer in enumerate(FUND_LAYERS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,9 @@ def events(claims: Sequence[RecordedClaim]) -> list[tuple[str, int]]:
     """The person's settles and reversals in the order they happened:
     ``("settle" | "cancel", index into claims)``. A reversal never precedes
     its own settle; equal times keep the claims' order."""
+    if all(claim.reversed_at is None for claim in claims) and all(
+            claims[i].settled_at <= claims[i + 1].settled_at for i in range(len(claims) - 1)):
+        return [("settle", index) for index in range(len(claims))]  # what the sort below gives, without it
     timeline: list[tuple[dt.datetime, int, int, str]] = []
     for index, claim in enumerate(claims):
         timeline.append((claim.settled_at, 0, index, "settle"))
@@ -106,25 +110,29 @@ class Replayer:
     def person_year(self, person_id: str, claims: Sequence[RecordedClaim]) -> PersonYear:
         """Replay one person's claims (of one accumulation year)."""
         policy = self.policy
-        states: dict[str, Counters] = {name: kind() for name, _, kind in self.layers}
-        deltas: dict[int, list[Counters]] = {}
-        replayed: dict[int, ReplayedClaim] = {}
+        layers = self.layers
+        states: list[Counters] = [kind() for _, _, kind in layers]
+        deltas: dict[int, list[Counters]] = {}  # of the claims reversed later
+        replayed: list[ReplayedClaim | None] = [None] * len(claims)
         for kind, index in events(claims):
             claim = claims[index]
             if kind == "settle":
                 document = self._as_candidate_sees(claim.document)
                 added: list[Counters] = []
-                for name, apply, _ in self.layers:
-                    outcome = apply(policy, document, states[name])
-                    states[name] = states[name].add(outcome.delta)
+                for position, (_, apply, _) in enumerate(layers):
+                    outcome = apply(policy, document, states[position])
+                    states[position] = states[position].add(outcome.delta)
                     added.append(outcome.delta)
                     document = outcome.document
-                deltas[index] = added
-                amounts = {layer.layer: layer.amount for layer in document.layers}
-                paid = tuple(amounts.get(layer, ZERO) for layer in FUND_LAYERS)
+                if claim.reversed_at is not None:
+                    deltas[index] = added
+                paid = [ZERO, ZERO, ZERO, ZERO]
+                for layer in document.layers:
+                    paid[_FUND_INDEX[layer.layer]] += layer.amount
                 total = document.breakdown.total if document.breakdown is not None else claim.total
-                replayed[index] = ReplayedClaim(claim, paid, total - sum(paid, ZERO))  # type: ignore[arg-type]
+                replayed[index] = ReplayedClaim(claim, tuple(paid), total - paid[0] - paid[1] - paid[2] - paid[3])  # type: ignore[arg-type]
             else:  # the reversal takes out exactly what the settle put in, layer by layer
-                for (name, _, _), delta in zip(self.layers, deltas[index]):
-                    states[name] = states[name].add(delta, -1)
-        return PersonYear(person_id, [replayed[i] for i in range(len(claims))], states)
+                for position, delta in enumerate(deltas.pop(index)):
+                    states[position] = states[position].add(delta, -1)
+        return PersonYear(person_id, replayed,  # type: ignore[arg-type]
+                          {name: state for (name, _, _), state in zip(layers, states)})

@@ -94,46 +94,55 @@ class Tally:
         """One person's replayed year. ``live``: the policy in force, for the
         actual side's serious-illness threshold (``None``: not counted)."""
         self.persons += 1
-        actual_funds, simulated_funds = _zeros(4), _zeros(4)
+        a0 = a1 = a2 = a3 = s0 = s1 = s2 = s3 = ZERO  # the person's year, actual and simulated, fund by fund
         actual_personal = simulated_personal = ZERO
         live_base = ZERO
+        live_visits = live.serious_illness.visit_types if live is not None else ()
+        actual_months, simulated_months = self.months["actual"], self.months["simulated"]
+        levels, groups = self.levels, self.groups
         last = None
         changed = False
         for replayed in year.claims:
             claim = replayed.claim
             self.claims += 1
-            if replayed.paid != claim.paid:
+            paid, simulated_paid = claim.paid, replayed.paid
+            if simulated_paid != paid:
                 self.claims_changed += 1
                 changed = True
-            if not replayed.in_force:
+            if claim.reversed_at is not None:  # not in force
                 self.reversals += 1
                 continue
             self.in_force += 1
             last = claim
             document = claim.document
-            actual, simulated = sum(claim.paid, ZERO), sum(replayed.paid, ZERO)
-            self.total += claim.total
+            p0, p1, p2, p3 = paid
+            q0, q1, q2, q3 = simulated_paid
+            a0, a1, a2, a3 = a0 + p0, a1 + p1, a2 + p2, a3 + p3
+            s0, s1, s2, s3 = s0 + q0, s1 + q1, s2 + q2, s3 + q3
+            actual, simulated = p0 + p1 + p2 + p3, q0 + q1 + q2 + q3
+            total = claim.total
+            self.total += total
             month = document.claim.discharged_on.month
             for index in range(4):
-                actual_funds[index] += claim.paid[index]
-                simulated_funds[index] += replayed.paid[index]
-                self.months["actual"][index][month] += claim.paid[index]
-                self.months["simulated"][index][month] += replayed.paid[index]
+                actual_months[index][month] += paid[index]
+                simulated_months[index][month] += simulated_paid[index]
             actual_personal += claim.personal
             simulated_personal += replayed.personal
-            for table, key in ((self.levels, document.hospital.level),
-                               *((self.groups, c) for c in (document.person.categories or ["ordinary"]))):
-                row = table.setdefault(key, _zeros(3))
-                row[0] += claim.total
+            for table, key in ((levels, document.hospital.level),
+                               *((groups, c) for c in (document.person.categories or ("ordinary",)))):
+                row = table.get(key)
+                if row is None:
+                    row = table[key] = _zeros(3)
+                row[0] += total
                 row[1] += actual
                 row[2] += simulated
-            if live is not None and document.claim.visit_type in live.serious_illness.visit_types:
-                live_base += claim.compliant - claim.paid[0]
-        for index in range(4):
-            self.funds["actual"][index] += actual_funds[index]
-            self.funds["simulated"][index] += simulated_funds[index]
-        self.buckets["actual"][_bucket(sum(actual_funds, ZERO))] += 1
-        self.buckets["simulated"][_bucket(sum(simulated_funds, ZERO))] += 1
+            if document.claim.visit_type in live_visits:
+                live_base += claim.compliant - p0
+        for index, (a, s) in enumerate(((a0, s0), (a1, s1), (a2, s2), (a3, s3))):
+            self.funds["actual"][index] += a
+            self.funds["simulated"][index] += s
+        self.buckets["actual"][_bucket(a0 + a1 + a2 + a3)] += 1
+        self.buckets["simulated"][_bucket(s0 + s1 + s2 + s3)] += 1
         if last is not None:
             if live is not None and live_base > _threshold_for(live, last.document.person.favoured):
                 self.threshold_reached["actual"] += 1

@@ -18,8 +18,6 @@ Where a year's claims are recorded:
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-
 import asyncpg
 import orjson
 
@@ -37,7 +35,14 @@ async def begin_snapshot(c: asyncpg.Connection) -> tuple[asyncpg.transaction.Tra
     transaction = c.transaction(isolation="repeatable_read", readonly=True)
     await transaction.start()
     await c.execute("SET LOCAL work_mem = '64MB'")
+    await _one_process_per_query(c)
     return transaction, await c.fetchval("SELECT pg_export_snapshot()")
+
+
+async def _one_process_per_query(c: asyncpg.Connection) -> None:
+    """The simulation runs one worker process per CPU already: PostgreSQL's
+    parallel workers would only compete with them (and start per query)."""
+    await c.execute("SET LOCAL max_parallel_workers_per_gather = 0")
 
 
 async def join_snapshot(c: asyncpg.Connection, snapshot: str) -> asyncpg.transaction.Transaction:
@@ -46,56 +51,72 @@ async def join_snapshot(c: asyncpg.Connection, snapshot: str) -> asyncpg.transac
     transaction = c.transaction(isolation="repeatable_read", readonly=True)
     await transaction.start()
     await c.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+    await _one_process_per_query(c)
     return transaction
 
 
-async def claim_chunks(c: asyncpg.Connection, policy_id: str, size: int) -> AsyncIterator[list[str]]:
-    """The claim ids of the one-bills settled under ``policy_id``, person by
-    person, in chunks of about ``size`` that never split a person. Inside the
-    caller's transaction (a server-side cursor)."""
-    chunk: list[str] = []
-    person = None
-    async for row in c.cursor(
-        f"SELECT person_id, claim_id FROM {SETTLEMENT_SCHEMA}.one_bills WHERE policy = $1 ORDER BY person_id, claim_id",
-        policy_id, prefetch=10000,
-    ):
-        if len(chunk) >= size and row["person_id"] != person:
-            yield chunk
-            chunk = []
-        person = row["person_id"]
-        chunk.append(row["claim_id"])
-    if chunk:
-        yield chunk
+async def person_ranges(c: asyncpg.Connection, policy_id: str, size: int) -> list[tuple[str, str]]:
+    """The persons with one-bills settled under ``policy_id``, cut into ranges
+    ``(after, upto]`` of person ids (in the database's order of text) of
+    about ``size`` claims each; a person is never split. Inside the caller's
+    transaction. One row per range comes back (the year itself stays in the
+    database): the person at every ``size``-th claim, and the last person."""
+    rows = await c.fetch(
+        f"""SELECT person_id FROM (
+                SELECT person_id, row_number() OVER (ORDER BY person_id) AS n
+                  FROM {SETTLEMENT_SCHEMA}.one_bills WHERE policy = $1) AS numbered
+             WHERE n % $2 = 0
+            UNION ALL
+            SELECT max(person_id) FROM {SETTLEMENT_SCHEMA}.one_bills WHERE policy = $1
+            ORDER BY 1""",
+        policy_id, size,
+    )
+    ranges: list[tuple[str, str]] = []
+    after = ""  # below every person id
+    for (upto,) in rows:
+        if upto is not None and upto != after:
+            ranges.append((after, upto))
+            after = upto
+    return ranges
 
 
 async def count_claims(c: asyncpg.Connection, policy_id: str) -> int:
     return await c.fetchval(f"SELECT count(*) FROM {SETTLEMENT_SCHEMA}.one_bills WHERE policy = $1", policy_id)
 
 
-async def recorded_claims(c: asyncpg.Connection, claim_ids: list[str]) -> dict[str, list[RecordedClaim]]:
-    """The claims, grouped by person, each person's in settlement order."""
+async def recorded_claims(c: asyncpg.Connection, policy_id: str, after: str, upto: str
+                          ) -> dict[str, list[RecordedClaim]]:
+    """The claims settled under ``policy_id`` of the persons in ``(after,
+    upto]`` (``person_ranges``), grouped by person, each person's in
+    settlement order: one index range scan of the one-bills and a lookup of
+    each claim's document by its key."""
     rows = await c.fetch(
         f"""SELECT b.person_id, b.claim_id, b.settled_at, b.reversed_at, b.basic, b.serious_illness, b.assistance,
                    b.backstop, b.total, b.compliant, b.personal, c.document
               FROM {SETTLEMENT_SCHEMA}.one_bills b
-              JOIN {ELIGIBILITY_SCHEMA}.claims c ON c.claim_id = b.claim_id
-             WHERE b.claim_id = any($1::text[])
+              LEFT JOIN {ELIGIBILITY_SCHEMA}.claims c ON c.claim_id = b.claim_id
+             WHERE b.policy = $1 AND b.person_id > $2 AND b.person_id <= $3
              ORDER BY b.person_id, b.settled_at, b.claim_id""",
-        claim_ids,
+        policy_id, after, upto,
     )
-    if len(rows) != len(claim_ids):
-        found = {r["claim_id"] for r in rows}
-        missing = [claim_id for claim_id in claim_ids if claim_id not in found]
+    by_person: dict[str, list[RecordedClaim]] = {}
+    trusted, loads = SettlementDocument.trusted, orjson.loads
+    missing = []
+    claims: list[RecordedClaim] = []
+    person = None
+    for (person_id, claim_id, settled_at, reversed_at, basic, serious, assistance, backstop, total, compliant,
+         personal, document) in rows:
+        if document is None:
+            missing.append(claim_id)
+            continue
+        raw = loads(document)
+        raw["kind"] = "settle"  # the document as it was settled (a reversed claim's row holds its settle document)
+        if person_id != person:
+            claims = by_person[person_id] = []
+            person = person_id
+        claims.append(RecordedClaim(trusted(raw), settled_at, reversed_at, (basic, serious, assistance, backstop),
+                                    total, compliant, personal))
+    if missing:
         raise LookupError(f"{len(missing)} one-bill(s) without a claim document in {ELIGIBILITY_SCHEMA}.claims, "
                           f"e.g. {missing[:3]}")
-    by_person: dict[str, list[RecordedClaim]] = {}
-    for r in rows:
-        raw = orjson.loads(r["document"])
-        raw["kind"] = "settle"  # the document as it was settled (a reversed claim's row holds its settle document)
-        by_person.setdefault(r["person_id"], []).append(RecordedClaim(
-            document=SettlementDocument.trusted(raw),
-            settled_at=r["settled_at"], reversed_at=r["reversed_at"],
-            paid=(r["basic"], r["serious_illness"], r["assistance"], r["backstop"]),
-            total=r["total"], compliant=r["compliant"], personal=r["personal"],
-        ))
     return by_person

@@ -42,6 +42,10 @@ async def test_the_policy_in_force_reproduces_every_fund_and_person_to_the_fen(s
     reached = report["serious_illness_threshold_reached"]
     assert reached["actual"] == reached["simulated"] > 0
     assert report["personal_change"]["pay_more"] == report["personal_change"]["pay_less"] == 0
+    # cut into ranges of about 7 claims (a few persons each), each read and replayed on its own: the same report
+    cut = await simulate(url, Request(region="340421", year=2024, candidate=load_policy(LIVE), workers=2, chunk=7),
+                         policy_dir=ROOT / "policies")
+    assert cut == report
 
 
 async def test_the_simulation_touches_no_live_table(settled_year):

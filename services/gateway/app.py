@@ -186,13 +186,14 @@ class Gateway:
         await migrate(self.pool, SCHEMA, MIGRATIONS)
         # a cashier waits on each claim: sent at once, not held for others to join it (linger)
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                         **{**settings.producer_options(), "linger_ms": 0})
+                                         **{**settings.producer_options(), "linger_ms": 0},
+                                         **settings.kafka_client_security())
         await self.producer.start()
         options = {**settings.consumer_options(), "fetch_max_wait_ms": settings.gateway_fetch_max_wait_ms}
         for group_only in ("session_timeout_ms", "heartbeat_interval_ms"):
             options.pop(group_only, None)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
-                                         **options)
+                                         **options, **settings.kafka_client_security())
         await self.consumer.start()
         await self._assign()
         self._reader = asyncio.create_task(self._read_answers())

@@ -61,6 +61,7 @@ class TopicWatch:
     def __init__(self, bootstrap: str) -> None:
         from aiokafka import AIOKafkaConsumer
 
+        self.bootstrap = bootstrap
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                          fetch_max_wait_ms=5, max_partition_fetch_bytes=8 * 1024 * 1024)
         self.claimed: dict[str, float] = {}
@@ -72,10 +73,18 @@ class TopicWatch:
 
         from medsettle import topics
 
+        from aiokafka import AIOKafkaProducer
+
         await self.consumer.start()
-        await self.consumer.topics()
-        assigned = [TopicPartition(topic, p) for topic in (topics.CLAIMS, topics.SETTLEMENTS)
-                    for p in sorted(self.consumer.partitions_for_topic(topic) or ())]
+        # the partitions from a producer's metadata, as the gateway does: a consumer of no topics is told
+        # nothing of them by Apache Kafka (it has no subscription whose metadata it keeps)
+        probe = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        await probe.start()
+        try:
+            assigned = [TopicPartition(topic, p) for topic in (topics.CLAIMS, topics.SETTLEMENTS)
+                        for p in sorted(await probe.partitions_for(topic))]
+        finally:
+            await probe.stop()
         self.consumer.assign(assigned)
         await self.consumer.seek_to_end(*assigned)
         for tp in assigned:

@@ -11,7 +11,8 @@ from typing import Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from medsettle.contract import SettlementDocument, _built
+from medsettle.contract import SettlementDocument
+from medsettle.wire import built
 
 
 class Counters(BaseModel):
@@ -38,7 +39,7 @@ class Counters(BaseModel):
                 values[name] = {k: v for k, v in merged.items() if v != 0}
             else:
                 values[name] = mine + sign * other
-        return _built(type(self), values)
+        return built(type(self), values)
 
     def is_negative(self) -> bool:
         for name in type(self).model_fields:

@@ -34,7 +34,7 @@ from pydantic import (
 
 from medsettle import wire
 from medsettle.money import fen
-from medsettle.wire import built as _built  # noqa: F401 - medsettle.accumulator builds its counters with it
+from medsettle.wire import built
 
 MAX_AMOUNT = Decimal("1000000000")  # 10^9 yuan: far above any real bill
 MAX_ITEMS = 5000
@@ -485,7 +485,7 @@ class SettlementDocument(Frozen):
         ``model_copy(update=...)`` makes it (nothing validated again), without pydantic's copy: every layer
         of every claim, in the stages and in a replay, makes one."""
         kept = [existing for existing in self.layers if existing.layer != layer.layer]
-        return _built(SettlementDocument, {**self.__dict__, "layers": [*kept, layer], **changes})
+        return built(SettlementDocument, {**self.__dict__, "layers": [*kept, layer], **changes})
 
     def to_json(self, claim_json: dict[str, Any] | None = None) -> bytes:
         """The document as JSON. ``claim_json``: this document's claim exactly

@@ -1,6 +1,7 @@
-"""Every public field of the contract's messages says what it is and shows an
-example, so that the AsyncAPI and OpenAPI documents (``make docs``) are the
-contract a newcomer reads (CONTRACT §2–§6)."""
+"""Every public field of the contract's messages, and of the gateway's requests
+and answers, says what it is and shows an example, so that the AsyncAPI and
+OpenAPI documents (``make docs``) are the contract a newcomer reads (CONTRACT
+§2–§6, §8, §9)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 from pydantic import BaseModel, TypeAdapter
 
 from medsettle.contract import CancelClaim, Hospital, Person, SettleClaim, SettlementDocument, SettlementResult
+from services.gateway.models import Accepted, ApiError, NationalSettlement, Reconciliation, ReconciliationRequest
 
 TOPIC_MESSAGES = (SettleClaim, CancelClaim, Person, Hospital, SettlementDocument, SettlementResult)
+GATEWAY_MODELS = (ApiError, Accepted, NationalSettlement, ReconciliationRequest, Reconciliation)
 
 
 def models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -22,9 +25,9 @@ def models_in(annotation: Any) -> list[type[BaseModel]]:
 
 
 def messages() -> list[type[BaseModel]]:
-    """The messages on the topics and every model they carry."""
+    """The messages on the topics, the gateway's bodies, and every model they carry."""
     found: list[type[BaseModel]] = []
-    todo = list(TOPIC_MESSAGES)
+    todo = [*TOPIC_MESSAGES, *GATEWAY_MODELS]
     while todo:
         model = todo.pop(0)
         if model not in found:
@@ -36,7 +39,7 @@ def messages() -> list[type[BaseModel]]:
 def test_the_messages_carry_every_model_of_the_contract():
     names = {model.__name__ for model in messages()}
     assert names >= {"Item", "Coverage", "CategorySpan", "PersonFacts", "HospitalFacts", "Breakdown", "Layer",
-                     "FundDetail", "Rejection"}
+                     "FundDetail", "Rejection", "NationalFundDetail", "ReconciledClaim", "Totals", "Mismatch"}
 
 
 @pytest.mark.parametrize("model", messages(), ids=lambda m: m.__name__)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import random
 from decimal import Decimal
+from types import SimpleNamespace
 
+from medsettle import topics
 from medsettle.contract import RejectionCode
 from services.assistance.app import AssistanceStage
 from services.backstop.app import BackstopStage
@@ -225,6 +227,42 @@ async def test_a_claim_resent_before_eligibility_has_read_its_settlement_failed_
     settled = await next_answer(pipeline, claim, 3)
     assert settled.status == "settled" and settled.serious_illness == D("3540.00")
     assert (await pipeline.accumulator(BasicStage, person)).admissions == {"county": D(2)}
+
+
+async def test_a_cancel_before_eligibility_has_read_the_settlement_failed_answer_takes_nothing_back_twice(
+        pipeline, monkeypatch):
+    """A cancel eligibility takes for an attempt in flight goes on to the layers, which the compensation
+    has already taken back: it finds no settled layer (settlement.dlq), is not answered, and no
+    accumulator moves. Once eligibility reads the answer, a cancel finds nothing and a resend settles."""
+    person = pid(8)
+    await pipeline.register(persons=[person_record(person)])
+    await settle(pipeline, claim_body(a="40000", person_id=person, hospital_code=COUNTY))
+    before = await accumulators(pipeline, person)
+    claim = claim_body(a="40000", person_id=person, hospital_code=COUNTY)
+    claim_id = claim["claim_id"]
+    monkeypatch.setattr(SettlementStage, "check", staticmethod(
+        lambda bill, document: ["test-only invariant"] if document.claim.claim_id == claim_id
+        else check_invariants(bill, document)))
+    await pipeline.hospital.send(claim)
+    await _failed_and_counted_nowhere(pipeline, person, claim, before)
+    monkeypatch.undo()
+    stage = pipeline.stage(EligibilityStage)
+    async with stage.db.acquire() as c:  # as if eligibility had not read the answer yet
+        await c.execute("DELETE FROM answers WHERE claim_id = $1", claim_id)
+    cancel = {"type": "cancel", "claim_id": claim_id, "hospital_code": COUNTY, "reason": "患者退费"}
+    await pipeline.hospital.send(cancel)
+    letter = await pipeline.hospital.dead_letter(lambda d: claim_id in d["original"]
+                                                 and "no settled layer to reverse" in d["error"])
+    assert letter["stage"] == "basic"
+    assert await accumulators(pipeline, person) == before
+    assert len(pipeline.hospital.results[claim_id]) == 1  # the cancel is not answered
+    # eligibility reads the SETTLEMENT_FAILED answer now, as its lane of his.settlements does
+    await stage.record_answers([SimpleNamespace(headers=[(topics.ANSWER_TO, f"undo:{claim_id}".encode())])])
+    assert (await next_answer(pipeline, cancel, 2)).rejection.code == RejectionCode.CLAIM_NOT_FOUND
+    settled = await next_answer(pipeline, claim, 3)
+    assert settled.status == "settled" and settled.serious_illness == D("3540.00")
+    assert (await pipeline.accumulator(BasicStage, person)).admissions == {"county": D(2)}
+    assert same(await next_answer(pipeline, claim, 4), settled)
 
 
 async def test_random_sequences_end_to_end_answer_as_the_pure_decisions_do(pipeline):

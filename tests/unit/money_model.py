@@ -83,7 +83,6 @@ class MemorySettlement:
         self.bills: dict[str, bytes] = {}
         self.status: dict[str, str] = {}
         self.failures: dict[tuple[str, int], settlement.Failure] = {}
-        self.answered: set[tuple[str, int]] = set()
         self.dead_letters: list[str] = []
         self.check = check_invariants
 
@@ -104,7 +103,6 @@ class MemorySettlement:
             self.answers[message_id] = body
         for failure in decision.failures:
             self.failures.setdefault((failure.claim_id, failure.attempt), failure)
-        self.answered.update(decision.answered_failures)
         return [emit for emits in decision.emits for emit in emits]
 
 

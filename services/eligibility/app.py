@@ -13,7 +13,9 @@ batch's reversals they are marked published (``published``).
 The stage's other parts: the review queue of injury claims and its operator
 API (``reviews.py``, ``api.py``, on the service's METRICS_PORT), and the
 re-drive of claims no stage has answered (``redrive.py``), for which it reads
-the answers on ``his.settlements`` too.
+the answers on ``his.settlements`` too, into its ``answers`` table. The
+claims batch reads the attempts answered ``SETTLEMENT_FAILED`` there (a
+resend of one settles afresh); it reads no other service's tables.
 """
 
 from __future__ import annotations
@@ -62,7 +64,6 @@ sign = signature
 
 class EligibilityStage(ReviewQueue, Redrive):
     name = "eligibility"
-    _failures_readable = False  # settlement.failures found in this database (repo.failures_readable)
     subscriptions = (topics.PERSONS, topics.HOSPITALS, topics.CLAIMS, topics.SETTLEMENTS)
     consumes = {topics.CLAIMS: SettleClaim | CancelClaim, topics.PERSONS: Person, topics.HOSPITALS: Hospital,
                 topics.SETTLEMENTS: SettlementResult}
@@ -176,10 +177,8 @@ class EligibilityStage(ReviewQueue, Redrive):
             hospitals = await repo.hospitals(c, hospital_codes)
             persons = await repo.persons(c, person_ids)
             known = await repo.claims(c, claim_ids)
-            if known and not self._failures_readable:  # once true, never asked again
-                self._failures_readable = await repo.failures_readable(c)
-            failures = await repo.failures(c, sorted(known)) if self._failures_readable else {}
-            decision = decide.decide(parsed, decide.StoredState(hospitals, persons, known, failures),
+            failed = await repo.failed_attempts(c, sorted(known))  # SETTLEMENT_FAILED, from its own answers
+            decision = decide.decide(parsed, decide.StoredState(hospitals, persons, known, failed),
                                      clock=self.clock, find_policy=self.policies.get)
             await repo.insert_claims(c, decision.new_rows)
             await repo.retry_claims(c, decision.retried)

@@ -9,9 +9,13 @@ here:
   from what they stored; ``pending_review``; ``reversed``); other content,
   or a ``trial`` of it, is ``DUPLICATE_CLAIM``.
 - A claim whose last attempt failed (the settlement stage answered it
-  ``SETTLEMENT_FAILED``) settles afresh as the next attempt; while that
-  failure's compensation is still on its way through the layers, a resend
-  sends the compensation again instead.
+  ``SETTLEMENT_FAILED``, as eligibility's own ``answers`` recorded from
+  ``his.settlements``) settles afresh as the next attempt, and cannot be
+  cancelled. Until that answer is recorded, the attempt is one in flight
+  like any other: a resend sends its stored document on again, each layer
+  answers it from what it stored, and the settlement stage, which keeps the
+  failure, sends its compensation again (answered ``SETTLEMENT_FAILED``
+  once through). No other service's records are read.
 - A new claim is checked (``rules.check_eligibility``); a ``trial`` goes on
   and is not stored; an ``injury`` claim is held for review.
 - A ``cancel`` reverses an accepted claim once (the same cancel again gets
@@ -29,7 +33,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from medsettle import topics
 from medsettle.contract import (
     CancelClaim,
     Hospital,
@@ -41,7 +44,7 @@ from medsettle.contract import (
 from medsettle.policy import Policy
 from medsettle.runtime import Outgoing
 from services.eligibility import answers
-from services.eligibility.repository import ClaimRow, Failure
+from services.eligibility.repository import ClaimRow
 from services.eligibility.rules import Eligible, check_eligibility
 
 Claim = SettleClaim | CancelClaim
@@ -55,12 +58,13 @@ def content_hash(claim: SettleClaim, dumped: dict[str, Any] | None = None) -> st
 @dataclass(frozen=True)
 class StoredState:
     """What a batch reads: the registry entries and the claims it names, and
-    the failed attempts of those claims, by (claim_id, attempt)."""
+    the attempts of those claims answered ``SETTLEMENT_FAILED`` (claim_id,
+    attempt), from eligibility's ``answers``."""
 
     hospitals: dict[str, Hospital] = field(default_factory=dict)
     persons: dict[str, Person] = field(default_factory=dict)
     claims: dict[str, ClaimRow] = field(default_factory=dict)
-    failures: dict[tuple[str, int], Failure] = field(default_factory=dict)
+    failed: frozenset[tuple[str, int]] = frozenset()
 
 
 @dataclass
@@ -104,7 +108,7 @@ class _Batch:
         self.persons = stored.persons
         self.stored = stored.claims
         self.known = dict(stored.claims)
-        self.failures = dict(stored.failures)
+        self.failed = set(stored.failed)
         self.clock = clock
         self.find_policy = find_policy
         self.decision = Decision()
@@ -123,12 +127,14 @@ class _Batch:
 
     def settle(self, claim: SettleClaim) -> Outgoing:
         existing = self.known.get(claim.claim_id)
-        failure = self.failures.get((claim.claim_id, existing.attempt)) if existing is not None else None
+        failed = existing is not None and (claim.claim_id, existing.attempt) in self.failed
         claim_json = claim.model_dump(mode="json")  # once, for the hash and the document
         digest = content_hash(claim, claim_json)
-        if existing is not None and failure is None:
+        if existing is not None and not failed:
             # An answer once given stands (CONTRACT §3): answered from what is
-            # stored, before any registry or policy check.
+            # stored, before any registry or policy check. An attempt that
+            # failed but whose answer is not recorded yet is sent on again too:
+            # the settlement stage answers it with its compensation again.
             if existing.content_hash != digest or existing.hospital_code != claim.hospital_code:
                 return self.reject(RejectionCode.DUPLICATE_CLAIM,
                                    f"单据号 {claim.claim_id} 已提交过且内容不同，请勿重复使用单据号",
@@ -138,10 +144,6 @@ class _Batch:
                                    f"单据号 {claim.claim_id} 已提交正式结算，不能再预结算；请查询其结算结果",
                                    claim.claim_id, claim.hospital_code, claim.person_id)
             return self.repeat(existing)
-        if failure is not None and not failure.answered:
-            # its compensation is still on its way through the layers: sent again
-            # (each stage takes it once); the SETTLEMENT_FAILED answer follows it
-            return Outgoing(topics.ELIGIBLE, existing.person_id.encode(), failure.compensation)  # type: ignore[union-attr]
         verdict = check_eligibility(claim, self.hospitals.get(claim.hospital_code), self.persons.get(claim.person_id),
                                     self.find_policy)
         if not isinstance(verdict, Eligible):
@@ -159,7 +161,7 @@ class _Batch:
             total=claim.total, attempt=attempt,
         )
         self.known[claim.claim_id] = row
-        self.failures.pop((claim.claim_id, attempt), None)
+        self.failed.discard((claim.claim_id, attempt))
         (self.decision.retried if existing is not None else self.decision.new_rows).append(row)
         if claim.injury:
             self.decision.events.append(("claim_held_for_review", {"claim_id": claim.claim_id,
@@ -183,7 +185,7 @@ class _Batch:
 
     def cancel(self, claim: CancelClaim) -> Outgoing:
         row = self.known.get(claim.claim_id)
-        failed = row is not None and (row.claim_id, row.attempt) in self.failures
+        failed = row is not None and (row.claim_id, row.attempt) in self.failed
         if row is None or row.hospital_code != claim.hospital_code or row.status == "review_rejected" or failed:
             return self.reject(RejectionCode.CLAIM_NOT_FOUND,
                                f"未找到医疗机构 {claim.hospital_code} 已结算的单据 {claim.claim_id}，无法撤销；请核对单据号和机构编码",

@@ -134,36 +134,6 @@ async def mark_withdrawn(c: asyncpg.Connection, withdrawals: list[tuple[str, str
         )
 
 
-@dataclass(frozen=True)
-class Failure:
-    """An attempt the settlement stage could not settle (settlement.failures)."""
-
-    claim_id: str
-    attempt: int
-    answered: bool  # its compensation has come through and the hospital was answered SETTLEMENT_FAILED
-    compensation: bytes
-
-
-async def failures_readable(c: asyncpg.Connection) -> bool:
-    """Whether the settlement stage's failures are in this database (its
-    schema may be elsewhere, or not made yet at start-up)."""
-    return await c.fetchval("SELECT to_regclass('settlement.failures') IS NOT NULL")
-
-
-async def failures(c: asyncpg.Connection, claim_ids: list[str]) -> dict[tuple[str, int], Failure]:
-    """The failed attempts of these claims, read in the settlement stage's
-    schema (as the re-drive does); call only once ``failures_readable``."""
-    if not claim_ids:
-        return {}
-    rows = await c.fetch(
-        """SELECT claim_id, attempt, answered_at IS NOT NULL AS answered, compensation
-             FROM settlement.failures WHERE claim_id = any($1::text[])""",
-        claim_ids,
-    )
-    return {(r["claim_id"], r["attempt"]): Failure(r["claim_id"], r["attempt"], r["answered"], r["compensation"])
-            for r in rows}
-
-
 async def mark_reversed(c: asyncpg.Connection, reversals: list[tuple[str, str | None]]) -> None:
     """Reverse accepted claims; their cost leaves the running diagnosis averages."""
     if not reversals:
@@ -204,6 +174,17 @@ async def record_answers(c: asyncpg.Connection, answered: list[tuple[str, int, s
                SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) ON CONFLICT DO NOTHING""",
             [a[0] for a in answered], [a[1] for a in answered], [a[2] for a in answered],
         )
+
+
+async def failed_attempts(c: asyncpg.Connection, claim_ids: list[str]) -> frozenset[tuple[str, int]]:
+    """The attempts of these claims answered SETTLEMENT_FAILED (claim_id,
+    attempt), as eligibility recorded them from his.settlements."""
+    if not claim_ids:
+        return frozenset()
+    rows = await c.fetch(
+        "SELECT claim_id, attempt FROM answers WHERE claim_id = any($1::text[]) AND answer = 'failed'", claim_ids
+    )
+    return frozenset((r["claim_id"], r["attempt"]) for r in rows)
 
 
 @dataclass(frozen=True)

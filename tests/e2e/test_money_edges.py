@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import random
 from decimal import Decimal
+from types import SimpleNamespace
 
+from medsettle import topics
 from medsettle.contract import RejectionCode
 from services.assistance.app import AssistanceStage
 from services.backstop.app import BackstopStage
@@ -141,6 +143,11 @@ async def _failed_and_counted_nowhere(pipeline, person, claim, before):
                                                  and d["error"].startswith("settlement failed"))
     assert letter["stage"] == "settlement"
     assert await accumulators(pipeline, person) == before
+    await _answer_recorded(pipeline, claim)
+    return letter
+
+
+async def _answer_recorded(pipeline, claim):
     async with pipeline.stage(EligibilityStage).db.acquire() as c:
         for _ in range(200):  # once eligibility has read the answer too: nothing to drive again
             if claim["claim_id"] not in [s.claim_id for s in await eligibility_repo.stuck_claims(c, 0)]:
@@ -148,7 +155,6 @@ async def _failed_and_counted_nowhere(pipeline, person, claim, before):
             await asyncio.sleep(0.05)
         else:
             raise AssertionError(f"{claim['claim_id']} would be driven again")
-    return letter
 
 
 async def test_a_one_bill_that_breaks_an_invariant_is_answered_settlement_failed_and_counted_nowhere(
@@ -193,6 +199,70 @@ async def test_a_claim_a_layer_cannot_handle_is_answered_settlement_failed_and_b
     again = await next_answer(pipeline, claim, 2)
     assert again.status == "settled" and again.serious_illness == D("3540.00")
     assert (await pipeline.accumulator(BasicStage, person)).admissions == {"county": D(2)}
+
+
+async def test_a_claim_resent_before_eligibility_has_read_its_settlement_failed_answer_fails_again(
+        pipeline, monkeypatch):
+    """Eligibility knows a failure only from the answer it reads on his.settlements: until then a resend
+    is sent on as the same attempt, and the settlement stage, which keeps the failure, answers it with
+    the compensation again (however the invariant stands now); counted nowhere, then settled afresh."""
+    person = pid(7)
+    await pipeline.register(persons=[person_record(person)])
+    await settle(pipeline, claim_body(a="40000", person_id=person, hospital_code=COUNTY))
+    before = await accumulators(pipeline, person)
+    claim = claim_body(a="40000", person_id=person, hospital_code=COUNTY)
+    monkeypatch.setattr(SettlementStage, "check", staticmethod(
+        lambda bill, document: ["test-only invariant"] if document.claim.claim_id == claim["claim_id"]
+        else check_invariants(bill, document)))
+    await pipeline.hospital.send(claim)
+    await _failed_and_counted_nowhere(pipeline, person, claim, before)
+    first = (await pipeline.hospital.answers(claim["claim_id"], 1))[-1]
+    monkeypatch.undo()
+    async with pipeline.stage(EligibilityStage).db.acquire() as c:  # as if eligibility had not read it yet
+        await c.execute("DELETE FROM answers WHERE claim_id = $1", claim["claim_id"])
+    again = await next_answer(pipeline, claim, 2)
+    assert again.rejection.code == RejectionCode.SETTLEMENT_FAILED and same(again, first)
+    assert await accumulators(pipeline, person) == before
+    await _answer_recorded(pipeline, claim)
+    settled = await next_answer(pipeline, claim, 3)
+    assert settled.status == "settled" and settled.serious_illness == D("3540.00")
+    assert (await pipeline.accumulator(BasicStage, person)).admissions == {"county": D(2)}
+
+
+async def test_a_cancel_before_eligibility_has_read_the_settlement_failed_answer_takes_nothing_back_twice(
+        pipeline, monkeypatch):
+    """A cancel eligibility takes for an attempt in flight goes on to the layers, which the compensation
+    has already taken back: it finds no settled layer (settlement.dlq), is not answered, and no
+    accumulator moves. Once eligibility reads the answer, a cancel finds nothing and a resend settles."""
+    person = pid(8)
+    await pipeline.register(persons=[person_record(person)])
+    await settle(pipeline, claim_body(a="40000", person_id=person, hospital_code=COUNTY))
+    before = await accumulators(pipeline, person)
+    claim = claim_body(a="40000", person_id=person, hospital_code=COUNTY)
+    claim_id = claim["claim_id"]
+    monkeypatch.setattr(SettlementStage, "check", staticmethod(
+        lambda bill, document: ["test-only invariant"] if document.claim.claim_id == claim_id
+        else check_invariants(bill, document)))
+    await pipeline.hospital.send(claim)
+    await _failed_and_counted_nowhere(pipeline, person, claim, before)
+    monkeypatch.undo()
+    stage = pipeline.stage(EligibilityStage)
+    async with stage.db.acquire() as c:  # as if eligibility had not read the answer yet
+        await c.execute("DELETE FROM answers WHERE claim_id = $1", claim_id)
+    cancel = {"type": "cancel", "claim_id": claim_id, "hospital_code": COUNTY, "reason": "患者退费"}
+    await pipeline.hospital.send(cancel)
+    letter = await pipeline.hospital.dead_letter(lambda d: claim_id in d["original"]
+                                                 and "no settled layer to reverse" in d["error"])
+    assert letter["stage"] == "basic"
+    assert await accumulators(pipeline, person) == before
+    assert len(pipeline.hospital.results[claim_id]) == 1  # the cancel is not answered
+    # eligibility reads the SETTLEMENT_FAILED answer now, as its lane of his.settlements does
+    await stage.record_answers([SimpleNamespace(headers=[(topics.ANSWER_TO, f"undo:{claim_id}".encode())])])
+    assert (await next_answer(pipeline, cancel, 2)).rejection.code == RejectionCode.CLAIM_NOT_FOUND
+    settled = await next_answer(pipeline, claim, 3)
+    assert settled.status == "settled" and settled.serious_illness == D("3540.00")
+    assert (await pipeline.accumulator(BasicStage, person)).admissions == {"county": D(2)}
+    assert same(await next_answer(pipeline, claim, 4), settled)
 
 
 async def test_random_sequences_end_to_end_answer_as_the_pure_decisions_do(pipeline):

@@ -26,6 +26,7 @@ from medsettle.policy import PolicyBook
 from medsettle.settings import ROOT
 from services.eligibility import answers as eligibility_answers
 from services.eligibility import decide as eligibility
+from services.eligibility import redrive as eligibility_redrive
 from services.eligibility import repository as eligibility_repo
 from services.pipeline import layer_functions
 from services.settlement import decide as settlement
@@ -82,7 +83,6 @@ class MemorySettlement:
         self.bills: dict[str, bytes] = {}
         self.status: dict[str, str] = {}
         self.failures: dict[tuple[str, int], settlement.Failure] = {}
-        self.answered: set[tuple[str, int]] = set()
         self.dead_letters: list[str] = []
         self.check = check_invariants
 
@@ -103,7 +103,6 @@ class MemorySettlement:
             self.answers[message_id] = body
         for failure in decision.failures:
             self.failures.setdefault((failure.claim_id, failure.attempt), failure)
-        self.answered.update(decision.answered_failures)
         return [emit for emits in decision.emits for emit in emits]
 
 
@@ -124,6 +123,7 @@ class MemoryPipeline:
         }
         self.settlement = MemorySettlement()
         self.known: dict[str, eligibility_repo.ClaimRow] = {}
+        self.answers: set[eligibility_redrive.Answered] = set()  # eligibility's answers table
         self.persons: dict[str, Person] = {}
         self.hospitals: dict[str, Hospital] = {}
 
@@ -141,13 +141,11 @@ class MemoryPipeline:
         from medsettle.contract import parse_claim
 
         claim = parse_claim(orjson.dumps(body))
-        failures = {
-            key: eligibility_repo.Failure(key[0], key[1], key in self.settlement.answered, f.compensation)
-            for key, f in self.settlement.failures.items() if key[0] in self.known
-        }
+        failed = frozenset((a.claim_id, a.attempt) for a in self.answers
+                           if a.answer == "failed" and a.claim_id == claim.claim_id)
         stored = eligibility.StoredState(
             dict(self.hospitals), dict(self.persons),
-            {k: v for k, v in self.known.items() if k == claim.claim_id}, failures,
+            {k: v for k, v in self.known.items() if k == claim.claim_id}, failed,
         )
         decision = eligibility.decide([claim], stored, clock=lambda: AT, find_policy=self.policies.get)
         for row in decision.new_rows + decision.retried:
@@ -184,6 +182,9 @@ class MemoryPipeline:
             for emit in self.settlement.handle([(document, body)]):
                 if isinstance(emit, settlement.Answer):
                     answers.append(SettlementResult.from_json(emit.body))
+                    # eligibility's answers lane, from the header the settlement stage puts on it
+                    self.answers.update(eligibility_redrive.answered(
+                        [[(topics.ANSWER_TO, document.message_id.encode())]]))
                 elif isinstance(emit, settlement.Compensate):
                     from medsettle.runtime import Outgoing
 

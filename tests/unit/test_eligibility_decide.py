@@ -8,9 +8,12 @@ services/eligibility/repository.py keeps it. For every claim:
   before is answered from what is stored (a settle's stored document, byte
   for byte; ``pending_review``; ``reversed``), other content or a trial of it
   is DUPLICATE_CLAIM, and nothing is written;
-- a claim whose attempt failed sends its compensation again until the
-  failure is answered, then settles afresh as the next attempt; it cannot be
-  cancelled (CLAIM_NOT_FOUND);
+- a claim whose attempt failed is, until eligibility has recorded its
+  SETTLEMENT_FAILED answer (its own ``answers``), an attempt in flight like
+  any other: a resend sends its stored document on again (the settlement
+  stage, which keeps the failure, answers it with the compensation again);
+  once the answer is recorded it settles afresh as the next attempt and it
+  cannot be cancelled (CLAIM_NOT_FOUND);
 - a claim is reversed at most once per attempt; a cancel withdraws a claim
   held in review; a trial is never stored;
 - ``decide`` leaves what it was given as it was, and a batch decides what
@@ -23,7 +26,6 @@ import copy
 import dataclasses
 import datetime as dt
 
-import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +34,7 @@ from medsettle.contract import CancelClaim, Hospital, Person, SettleClaim, Settl
 from medsettle.policy import PolicyBook
 from medsettle.settings import ROOT
 from services.eligibility import decide
-from services.eligibility.repository import ClaimRow, Failure
+from services.eligibility.repository import ClaimRow
 from tests.factories import claim_body, hospital_record, person_record
 
 AT = dt.datetime(2024, 6, 1, 9, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -62,17 +64,20 @@ CLAIMS: list[SettleClaim | CancelClaim] = [
 
 @dataclasses.dataclass
 class Store:
-    """What eligibility's tables hold, and the settlement stage's failures."""
+    """What eligibility's tables hold (its claims, the attempts it heard
+    answered SETTLEMENT_FAILED), and the settlement stage's failures whose
+    answer has not come back yet, which eligibility never reads."""
 
     claims: dict[str, ClaimRow] = dataclasses.field(default_factory=dict)
-    failures: dict[tuple[str, int], Failure] = dataclasses.field(default_factory=dict)
+    failed: set[tuple[str, int]] = dataclasses.field(default_factory=set)
+    in_flight: set[tuple[str, int]] = dataclasses.field(default_factory=set)
 
     def load(self, claims: list) -> decide.StoredState:
         hospitals, persons, claim_ids = decide.needs(claims)
         known = {i: dataclasses.replace(self.claims[i]) for i in claim_ids if i in self.claims}
         return decide.StoredState({h: HOSPITALS[h] for h in hospitals if h in HOSPITALS},
                                   {p: PERSONS[p] for p in persons if p in PERSONS}, known,
-                                  {k: f for k, f in self.failures.items() if k[0] in known})
+                                  frozenset(k for k in self.failed if k[0] in known))
 
     def save(self, decision: decide.Decision) -> None:
         """As the repository writes a decision."""
@@ -109,15 +114,16 @@ def code(out) -> str | None:  # noqa: ANN001
     return result.rejection.code.value if result.rejection else result.status
 
 
-def check_one(before: ClaimRow | None, failure: Failure | None, claim: decide.Claim,  # noqa: C901
+def check_one(before: ClaimRow | None, failed: bool, claim: decide.Claim,  # noqa: C901
               decision: decide.Decision) -> None:
-    """What one claim alone decides, given what was stored for it."""
+    """What one claim alone decides, given what was stored for it (``failed``:
+    its stored attempt was answered SETTLEMENT_FAILED)."""
     (out,) = decision.out
     written = decision.new_rows + decision.retried
     if isinstance(claim, CancelClaim):
         assert not written
         if (before is None or before.hospital_code != claim.hospital_code or before.status == "review_rejected"
-                or failure is not None):
+                or failed):
             assert code(out) == "CLAIM_NOT_FOUND" and not (decision.reversals or decision.withdrawals)
         elif before.status in ("pending_review", "withdrawn"):
             assert decision.withdrawals == ([(claim.claim_id, claim.reason)] if before.status == "pending_review"
@@ -137,7 +143,7 @@ def check_one(before: ClaimRow | None, failure: Failure | None, claim: decide.Cl
                 assert code(out) == "ALREADY_REVERSED"
         return
     assert not (decision.reversals or decision.withdrawals or decision.cancels)
-    if before is not None and failure is None:
+    if before is not None and not failed:  # a failure not yet answered included
         assert not written, "a claim seen before is answered from what is stored"
         same = before.content_hash == decide.content_hash(claim) and before.hospital_code == claim.hospital_code
         if not same or claim.type == "trial":
@@ -149,9 +155,6 @@ def check_one(before: ClaimRow | None, failure: Failure | None, claim: decide.Cl
         else:
             assert code(out) == {"pending_review": "pending_review", "withdrawn": "reversed",
                                  "review_rejected": "REVIEW_REJECTED"}[before.status]
-        return
-    if failure is not None and not failure.answered:
-        assert not written and (out.topic, out.value) == (topics.ELIGIBLE, failure.compensation)
         return
     if claim.person_id not in PERSONS:
         assert code(out) == "UNKNOWN_PERSON" and not written
@@ -177,10 +180,11 @@ def between(store: Store, event: tuple) -> None:
     if row is None:
         return
     key = (claim_id, row.attempt)
-    if what == "fails" and row.status == "accepted" and key not in store.failures:
-        store.failures[key] = Failure(claim_id, row.attempt, False, orjson.dumps({"undo": key}))
-    elif what == "answered" and key in store.failures:
-        store.failures[key] = dataclasses.replace(store.failures[key], answered=True)
+    if what == "fails" and row.status == "accepted" and key not in store.failed:
+        store.in_flight.add(key)  # the settlement stage's: its compensation on its way, eligibility knows nothing
+    elif what == "answered" and key in store.in_flight:
+        store.in_flight.discard(key)
+        store.failed.add(key)  # the SETTLEMENT_FAILED answer, recorded from his.settlements
     elif what in ("approved", "refused") and row.status == "pending_review":
         store.claims[claim_id] = dataclasses.replace(
             row, status="accepted" if what == "approved" else "review_rejected", review_reason="第三方责任")
@@ -203,9 +207,9 @@ def test_each_claim_is_answered_as_contract_3_says_and_a_batch_decides_what_its_
         cancels: list[str] = []
         for claim in claims:
             before = copy.deepcopy(alone.claims.get(claim.claim_id))
-            failure = alone.failures.get((claim.claim_id, before.attempt)) if before is not None else None
+            failed = before is not None and (claim.claim_id, before.attempt) in alone.failed
             one = run(alone, [claim])
-            check_one(before, failure, claim, one)
+            check_one(before, failed, claim, one)
             reversed_attempts += [(i, alone.claims[i].attempt) for i, _ in one.reversals]
             outs += one.out
             events += one.events
@@ -218,3 +222,61 @@ def test_each_claim_is_answered_as_contract_3_says_and_a_batch_decides_what_its_
             between(whole, e)
             between(alone, e)
     assert len(reversed_attempts) == len(set(reversed_attempts)), "a claim reversed twice"
+
+
+K1, K1_OTHER = CLAIMS[0], CLAIMS[1]  # the settle of K1, and other content under its claim id
+
+
+def _settled() -> tuple[Store, ClaimRow]:
+    """A store holding K1 accepted and sent on (attempt 0)."""
+    store = Store()
+    run(store, [K1])
+    return store, store.claims["K1"]
+
+
+def test_a_resend_of_a_failed_attempt_whose_answer_is_not_recorded_sends_its_document_on_again():
+    store, row = _settled()
+    store.in_flight.add(("K1", 0))  # failed at the settlement stage; eligibility has heard nothing yet
+    decision = run(store, [K1])
+    (out,) = decision.out
+    assert (out.topic, out.value) == (topics.ELIGIBLE, row.document)  # the settlement stage compensates again
+    assert not (decision.new_rows or decision.retried or decision.reversals)
+    assert store.claims["K1"].attempt == 0
+
+
+def test_a_resend_after_its_settlement_failed_answer_is_recorded_settles_afresh_as_the_next_attempt():
+    store, row = _settled()
+    store.failed.add(("K1", 0))
+    decision = run(store, [K1])
+    (retried,) = decision.retried
+    assert retried.attempt == 1 and not decision.new_rows and decision.accepted == [retried]
+    (out,) = decision.out
+    assert (out.topic, out.value) == (topics.ELIGIBLE, retried.document)
+    document = SettlementDocument.from_json(out.value)
+    assert (document.kind, document.attempt, document.message_id) == ("settle", 1, "settle:K1#1")
+    # the next resend is answered from what is stored: the new attempt's document, counted once
+    again = run(store, [K1])
+    assert not again.retried and (again.out[0].topic, again.out[0].value) == (topics.ELIGIBLE, retried.document)
+
+
+def test_a_claim_whose_attempt_was_answered_settlement_failed_cannot_be_cancelled():
+    store, _ = _settled()
+    store.failed.add(("K1", 0))
+    cancel = CancelClaim.model_validate({"type": "cancel", "claim_id": "K1", "hospital_code": HOSPITAL})
+    decision = run(store, [cancel])
+    assert code(decision.out[0]) == "CLAIM_NOT_FOUND"
+    assert not (decision.reversals or decision.cancels) and store.claims["K1"].status == "accepted"
+
+
+def test_only_the_stored_attempt_counts_as_failed_an_earlier_ones_answer_does_not():
+    store, _ = _settled()
+    store.failed.add(("K1", 0))
+    run(store, [K1])  # attempt 1, settling
+    assert store.claims["K1"].attempt == 1
+    resend = run(store, [K1])
+    assert not resend.retried and resend.out[0].topic == topics.ELIGIBLE
+    assert code(run(store, [K1_OTHER]).out[0]) == "DUPLICATE_CLAIM"
+    cancel = CancelClaim.model_validate({"type": "cancel", "claim_id": "K1", "hospital_code": HOSPITAL})
+    reversal = run(store, [cancel])
+    assert reversal.reversals == [("K1", None)]
+    assert SettlementDocument.from_json(reversal.out[0].value).message_id == "cancel:K1#1"

@@ -10,21 +10,50 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from medsettle.contract import SettlementDocument
+from medsettle.policy import load_policy
+from medsettle.settings import ROOT
+from tests.factories import document
 
 ATTEMPTS = 3
 REASONS = ("患者转院", "录入有误")
 Key = tuple[str, int, str]
+POLICY = load_policy(ROOT / "policies" / "340421-2024.yaml")
+PLAIN, FAVOURED = "340421199001011234", "340421199001015678"
+# claim_id: (person, categories, claim); each test says which of them fail where
+CLAIMS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
+    "K1": (PLAIN, [], {"level": "county", "a": "40000"}),
+    "K2": (PLAIN, [], {"level": "village", "visit_type": "outpatient", "a": "600", "b": "200"}),
+    "K3": (FAVOURED, ["subsistence"], {"level": "county", "a": "60000", "c": "300"}),
+    "K4": (FAVOURED, ["subsistence"], {"level": "city", "a": "25000"}),
+    "K5": (PLAIN, [], {"level": "county", "a": "3000"}),
+    "K6": (FAVOURED, ["subsistence"], {"level": "county", "a": "8000"}),
+}
 
 
-def draw(rng: random.Random, claims: Sequence[str]) -> list[list[Key]]:
+def settle_document(claim_id: str) -> SettlementDocument:
+    """The claim's settle as eligibility sends it on."""
+    person, categories, claim = CLAIMS[claim_id]
+    return document(POLICY, claim_id=claim_id, person_id=person, categories=categories, **claim)
+
+
+def always(claim_id: str, attempt: int) -> bool:
+    return True
+
+
+def draw(rng: random.Random, claims: Sequence[str], *, compensated: Callable[[str, int], bool] = always,
+         cancelled: Callable[[str, int], bool] = always) -> list[list[Key]]:
     """A year of 1 to 8 batches of 1 to 6 messages: new ones, resends of any
     earlier one or duplicates within the batch, settles of an attempt a later
     one superseded. A claim is sent again as its next attempt only in a batch
     after its compensation (eligibility waits for the failure to be
     answered); a compensation follows its settle (the settlement stage sends
-    it for a settle that reached it); a cancel may come at any time, before
-    any settle too."""
+    it for a settle that reached it), of an attempt that can fail
+    (``compensated``); a cancel may come at any time, before any settle too,
+    of an attempt that can get through (``cancelled``)."""
     attempt = dict.fromkeys(claims, 0)
     settled: set[tuple[str, int]] = set()
     undone: set[tuple[str, int]] = set()
@@ -43,7 +72,8 @@ def draw(rng: random.Random, claims: Sequence[str]) -> list[list[Key]]:
                 claim_id = rng.choice(claims)
                 n = attempt[claim_id]
                 kind = rng.choice(("settle", "settle", "settle", "trial", *REASONS, "undo", "undo"))
-                if kind == "undo" and (claim_id, n) not in settled:
+                if ((kind == "undo" and ((claim_id, n) not in settled or not compensated(claim_id, n)))
+                        or (kind in REASONS and not cancelled(claim_id, n))):
                     kind = "settle"
                 key = (claim_id, n, kind)
                 if kind == "settle":

@@ -31,7 +31,6 @@ import copy
 import dataclasses
 import random
 from collections import Counter
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -40,28 +39,14 @@ import pytest
 from medsettle import layerstage
 from medsettle.accumulator import Counters
 from medsettle.contract import SettlementDocument
-from medsettle.policy import load_policy
 from medsettle.runtime import Poison
-from medsettle.settings import ROOT
 from services.pipeline import LAYERS
-from tests.factories import document
-from tests.unit.batch_years import ATTEMPTS, CASES, REASONS, draw, reached
+from tests.unit.batch_years import (ATTEMPTS, CASES, CLAIMS, FAVOURED, PLAIN, POLICY, REASONS, draw, reached,
+                                    settle_document)
 
-POLICY = load_policy(ROOT / "policies" / "340421-2024.yaml")
 UNLOADED = "340421-1999"  # a policy this stage has not loaded: the layer fails the claim
-PLAIN, FAVOURED = "340421199001011234", "340421199001015678"
 SEEDS_PER_LAYER = 150
-
-# claim_id: (person, categories, claim); K4's layer fails at attempt 0, K5's policy is not loaded here,
-# K6 comes already failed upstream at attempt 0
-CLAIMS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
-    "K1": (PLAIN, [], {"level": "county", "a": "40000"}),
-    "K2": (PLAIN, [], {"level": "village", "visit_type": "outpatient", "a": "600", "b": "200"}),
-    "K3": (FAVOURED, ["subsistence"], {"level": "county", "a": "60000", "c": "300"}),
-    "K4": (FAVOURED, ["subsistence"], {"level": "city", "a": "25000"}),
-    "K5": (PLAIN, [], {"level": "county", "a": "3000"}),
-    "K6": (FAVOURED, ["subsistence"], {"level": "county", "a": "8000"}),
-}
+# K4's layer fails at attempt 0, K5's policy is not loaded here, K6 comes already failed upstream at attempt 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +81,8 @@ def documents(position: int) -> dict[tuple[str, int, str], Message]:
     """Each (claim, attempt, kind) as it reaches the layer at ``position``: run
     through the layers before it (on empty accumulators)."""
     out: dict[tuple[str, int, str], Message] = {}
-    for claim_id, (person, categories, claim) in CLAIMS.items():
-        base = document(POLICY, claim_id=claim_id, person_id=person, categories=categories, **claim)
+    for claim_id in CLAIMS:
+        base = settle_document(claim_id)
         for stage in LAYERS[:position]:
             base = stage.rule(POLICY, base, stage.accumulator()).document  # type: ignore[misc]
         if claim_id == "K5":

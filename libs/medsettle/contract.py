@@ -130,7 +130,6 @@ Category = Literal["poverty_registered", "subsistence", "extreme_poverty", "moni
 ItemCategory = Literal["A", "B", "C"]
 
 LEVELS: tuple[Level, ...] = ("village", "township", "county", "city", "province", "out_of_province")
-VISIT_TYPES: tuple[VisitType, ...] = ("inpatient", "outpatient", "chronic_outpatient")
 CATEGORIES: tuple[Category, ...] = ("poverty_registered", "subsistence", "extreme_poverty", "monitored")
 
 LEVEL_NAMES: dict[str, str] = {

@@ -19,7 +19,9 @@ What ``decide`` does with each document:
   layer counted for the failed claim, and passes on when it counted nothing.
 - A redelivered message re-publishes what was stored: a settle finds its
   layer's output, a cancel its inbox row. A claim sent again after a failure
-  (a higher ``attempt``) is settled afresh.
+  (a higher ``attempt``) is settled afresh; a settle of an earlier attempt
+  delivered after it counts nothing and gets the stored layer's output. A
+  cancel and a compensation of one claim in one batch take it back once.
 """
 
 from __future__ import annotations
@@ -119,10 +121,6 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
     cancel eligibility never sends for a claim that is not settled)."""
     done = dict(stored.answers)
     previous = stored.layers
-    for document, _ in batch:  # a settle handled before: answered with what its layer stored
-        row = previous.get(document.claim.claim_id)
-        if document.kind == "settle" and row is not None and row.attempt == document.attempt:
-            done[document.message_id] = row.output
     decision = Decision()
     versions: dict[Key, int] = {}
     states: dict[Key, Counters] = {}
@@ -145,6 +143,11 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
         claim_id = document.claim.claim_id
         if document.message_id in done:
             decision.bodies.append(done[document.message_id])
+            continue
+        row = decision.new_layers.get(claim_id) or previous.get(claim_id)
+        if document.kind == "settle" and row is not None and row.attempt >= document.attempt:
+            # handled before, or superseded by a later attempt: counts nothing, answered with what is stored
+            decision.bodies.append(row.output)
             continue
         if document.kind != "cancel" and document.failure is not None:  # failed upstream: nothing to count here
             decision.bodies.append(document.to_json(claim_json=claim_json))
@@ -177,8 +180,8 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
                 )
                 decision.paid["settled"] += decision.new_layers[claim_id].amount
         else:  # cancel, or a compensation
-            row = decision.new_layers.get(claim_id) or previous.get(claim_id)
-            standing = row is not None and row.status == "settled" and row.attempt == document.attempt
+            standing = (row is not None and row.status == "settled" and row.attempt == document.attempt
+                        and claim_id not in decision.reversed_ids)  # a cancel and a compensation: reversed once
             if not standing:
                 if not document.compensating:
                     raise Poison(f"cancel of claim {claim_id}: no settled layer to reverse here")

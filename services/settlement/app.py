@@ -47,9 +47,6 @@ class SettlementStage(Service):
     produces = {topics.SETTLEMENTS: SettlementResult, topics.ELIGIBLE: SettlementDocument}
     migrations = Path(__file__).with_name("migrations")
 
-    def _answer(self, bill: SettlementResult, body: bytes | None = None) -> Outgoing:
-        return Outgoing(topics.SETTLEMENTS, bill.hospital_code.encode(), body or bill.to_json())
-
     check = staticmethod(check_invariants)  # the invariants of CONTRACT §5 (a test may add a broken one)
 
     async def process(self, topic: str, records: Sequence[ConsumerRecord]) -> list[Outgoing]:
@@ -87,11 +84,6 @@ class SettlementStage(Service):
         for seconds in decision.waited:
             END_TO_END.observe(seconds)
         return out
-
-    async def one_bill_of(self, claim_id: str) -> SettlementResult | None:
-        async with self.db.acquire() as c:
-            body = await repo.bill(c, claim_id)
-        return SettlementResult.from_json(body) if body else None
 
 
 def app(settings: Settings | None = None):  # noqa: ANN201 - faststream app

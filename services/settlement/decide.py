@@ -2,7 +2,8 @@
 and what was stored, no I/O (``app.py`` loads, saves and publishes).
 
 - ``settle``: the one-bill, every invariant checked; a new one is stored and
-  answered ``settled``; one stored before is answered again as stored.
+  answered ``settled``; one stored before is answered again as stored, to a
+  settle of any attempt (an earlier one that failed, delivered again, too).
 - A settle that failed (a layer could not handle it, carrying ``failure``)
   or whose one-bill breaks an invariant is recorded as a failure, goes to
   ``settlement.dlq`` with the reasons, and a compensation (a cancel carrying
@@ -107,12 +108,12 @@ def decide(batch: Sequence[tuple[SettlementDocument, bytes]], stored: StoredStat
         claim = document.claim
         emits: list[Emit] = []
         decision.emits.append(emits)
+        if document.kind == "settle" and claim.claim_id in bills:  # whichever attempt: the answer that stands
+            emits.append(Answer(claim.hospital_code, bills[claim.claim_id]))
+            continue
         if document.kind == "settle" and (claim.claim_id, document.attempt) in failures:
             failure = failures[(claim.claim_id, document.attempt)]  # failed before: the same outputs again
             emits += [DeadLetter("; ".join(failure.reasons)), Compensate(failure.person_id, failure.compensation)]
-            continue
-        if document.kind == "settle" and claim.claim_id in bills:
-            emits.append(Answer(claim.hospital_code, bills[claim.claim_id]))
             continue
         if document.message_id in done:
             emits.append(Answer(claim.hospital_code, done[document.message_id]))

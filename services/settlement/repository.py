@@ -9,11 +9,7 @@ import asyncpg
 from medsettle.contract import ONE_BILL_AMOUNTS, SettlementDocument, SettlementResult
 from services.settlement import decide
 
-__all__ = ["bill", "load_batch", "save_batch"]
-
-
-async def bill(c: asyncpg.Connection, claim_id: str) -> bytes | None:
-    return await c.fetchval("SELECT body FROM one_bills WHERE claim_id = $1", claim_id)
+__all__ = ["load_batch", "save_batch"]
 
 
 async def load_batch(c: asyncpg.Connection, cancels: list[str], claim_ids: list[str]) -> decide.StoredState:

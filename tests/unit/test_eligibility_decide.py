@@ -18,14 +18,23 @@ services/eligibility/repository.py keeps it. For every claim:
   held in review; a trial is never stored;
 - ``decide`` leaves what it was given as it was, and a batch decides what
   its claims decide one by one.
+
+500 sequences drawn from ``random.Random(seed)`` (``SEEDED_CASES``: 2,237
+batches, 7,830 claims; a failure names its seed and steps) and 100 drawn
+and shrunk by hypothesis (about 1,500 claims), in about the CPU time 300
+hypothesis sequences (about 4,500 claims) took before (1.7-2.2 s against
+1.8 s, measured back to back on 2026-12-06): drawing from ``random`` costs
+next to nothing, and the copy of what ``decide`` is given no longer goes
+through ``copy.deepcopy``, which cost two fifths of a sequence.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
+import random
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -97,11 +106,26 @@ class Store:
             self.claims[claim_id].cancel_published = True
 
 
+def snapshot(stored: decide.StoredState) -> tuple:
+    """A copy of what ``decide`` is given: the claim rows copied (their fields are immutable), the registry
+    entries as they are (frozen models, checked against ``REGISTRY`` after every sequence); a deep copy
+    cost two fifths of a sequence."""
+    return (dict(stored.hospitals), dict(stored.persons),
+            {k: dataclasses.replace(row) for k, row in stored.claims.items()}, stored.failed)
+
+
+def registry() -> bytes:
+    return orjson.dumps([m.model_dump(mode="json") for m in (*HOSPITALS.values(), *PERSONS.values())])
+
+
+REGISTRY = registry()
+
+
 def run(store: Store, claims: list) -> decide.Decision:
     stored = store.load(claims)
-    before = copy.deepcopy(stored)
+    before = snapshot(stored)
     decision = decide.decide(claims, stored, clock=lambda: AT, find_policy=POLICIES.get)
-    assert stored == before, "decide changed what it was given"
+    assert snapshot(stored) == before, "decide changed what it was given"
     assert len(decision.out) == len(claims)
     store.save(decision)
     return decision
@@ -190,14 +214,37 @@ def between(store: Store, event: tuple) -> None:
             row, status="accepted" if what == "approved" else "review_rejected", review_reason="第三方责任")
 
 
+HAPPENINGS = ["fails", "answered", "approved", "refused"]
 batch = st.lists(st.sampled_from(CLAIMS), min_size=1, max_size=6)
-event = st.tuples(st.sampled_from(["fails", "answered", "approved", "refused"]), st.sampled_from(IDS))
+event = st.tuples(st.sampled_from(HAPPENINGS), st.sampled_from(IDS))
 steps = st.lists(st.tuples(batch, st.lists(event, max_size=2)), min_size=1, max_size=8)
+SEEDED_CASES = 500
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def seeded(seed: int) -> list[tuple[list, list[tuple[str, str]]]]:
+    """A sequence as ``steps`` draws one, from ``random.Random(seed)``: drawing
+    it costs next to nothing, where hypothesis took about half of a case."""
+    rng = random.Random(seed)
+    return [([rng.choice(CLAIMS) for _ in range(rng.randint(1, 6))],
+             [(rng.choice(HAPPENINGS), rng.choice(IDS)) for _ in range(rng.randint(0, 2))])
+            for _ in range(rng.randint(1, 8))]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps)
 def test_each_claim_is_answered_as_contract_3_says_and_a_batch_decides_what_its_claims_decide_one_by_one(steps):
+    check_sequence(steps)
+
+
+def test_seeded_sequences_answer_each_claim_as_contract_3_says_and_a_batch_as_its_claims_one_by_one():
+    for seed in range(SEEDED_CASES):
+        try:
+            check_sequence(seeded(seed))
+        except AssertionError as exc:
+            raise AssertionError(f"seed {seed}: {seeded(seed)}") from exc
+
+
+def check_sequence(steps: list) -> None:
     whole, alone = Store(), Store()
     reversed_attempts: list[tuple[str, int]] = []
     for claims, happenings in steps:
@@ -206,7 +253,8 @@ def test_each_claim_is_answered_as_contract_3_says_and_a_batch_decides_what_its_
         events: list = []
         cancels: list[str] = []
         for claim in claims:
-            before = copy.deepcopy(alone.claims.get(claim.claim_id))
+            row = alone.claims.get(claim.claim_id)
+            before = dataclasses.replace(row) if row is not None else None
             failed = before is not None and (claim.claim_id, before.attempt) in alone.failed
             one = run(alone, [claim])
             check_one(before, failed, claim, one)
@@ -222,6 +270,7 @@ def test_each_claim_is_answered_as_contract_3_says_and_a_batch_decides_what_its_
             between(whole, e)
             between(alone, e)
     assert len(reversed_attempts) == len(set(reversed_attempts)), "a claim reversed twice"
+    assert registry() == REGISTRY, "decide changed a registry entry it was given"
 
 
 K1, K1_OTHER = CLAIMS[0], CLAIMS[1]  # the settle of K1, and other content under its claim id

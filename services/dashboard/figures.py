@@ -17,7 +17,7 @@ from medsettle.contract import FUNDS, LEVELS
 HUNDREDTH = Decimal("0.01")
 
 FUND_NAMES = {code: name for code, name, _ in FUNDS}
-FUND_COLUMNS = {code: layer.value for code, _, layer in FUNDS}
+
 
 def _wan(amount: Decimal) -> str:
     """An amount in 万元 as a label: 10000 -> 1, 2500 -> 0.25."""

@@ -335,7 +335,6 @@ STAGING = {
     "categories": (repo.STAGING_CATEGORIES, repo.CATEGORY_COLUMNS),
     "hospitals": (repo.STAGING_HOSPITALS, repo.HOSPITAL_COLUMNS),
 }
-STAGING_FILES = {"persons": 0, "categories": 1, "hospitals": 2}
 
 
 async def import_registry(database_url: str, persons: Path, categories: Path, hospitals: Path) -> ImportResult:

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from medsettle.contract import (
-    CATEGORY_NAMES,
     Hospital,
     HospitalFacts,
     Person,
@@ -109,7 +108,3 @@ def check_eligibility(
         ),
         hospital=HospitalFacts(hospital_code=hospital.hospital_code, level=hospital.level, name=hospital.name),
     )
-
-
-def describe_categories(person: PersonFacts) -> str:
-    return "、".join(CATEGORY_NAMES[c] for c in person.categories) or "普通参保人"

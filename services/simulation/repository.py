@@ -80,10 +80,6 @@ async def person_ranges(c: asyncpg.Connection, policy_id: str, size: int) -> lis
     return ranges
 
 
-async def count_claims(c: asyncpg.Connection, policy_id: str) -> int:
-    return await c.fetchval(f"SELECT count(*) FROM {SETTLEMENT_SCHEMA}.one_bills WHERE policy = $1", policy_id)
-
-
 async def recorded_claims(c: asyncpg.Connection, policy_id: str, after: str, upto: str
                           ) -> dict[str, list[RecordedClaim]]:
     """The claims settled under ``policy_id`` of the persons in ``(after,

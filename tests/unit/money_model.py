@@ -22,7 +22,7 @@ from medsettle.contract import (
     SettlementDocument,
     SettlementResult,
 )
-from medsettle.policy import PolicyBook
+from medsettle.policy import Policy, PolicyBook, in_force
 from medsettle.settings import ROOT
 from services.eligibility import answers as eligibility_answers
 from services.eligibility import decide as eligibility
@@ -113,11 +113,33 @@ def _policies() -> PolicyBook:
     return PolicyBook(ROOT / "policies")
 
 
-class MemoryPipeline:
-    """Eligibility, the four layers and settlement; ``send`` returns the hospital's answers."""
+class MemoryPolicies:
+    """Policy revisions held in memory, looked up as a ``PolicyBook`` looks them up: eligibility takes the
+    revision in force on the service date (``in_force``), the layers take a claim's revision by its id. A
+    revision published while a sequence runs (a file added to the folder) is in force from then on."""
 
-    def __init__(self) -> None:
-        self.policies = _policies()
+    def __init__(self, revisions: list[Policy]) -> None:
+        self._by_id: dict[str, Policy] = {}
+        for policy in revisions:
+            self.publish(policy)
+
+    def publish(self, policy: Policy) -> None:
+        known = self._by_id.setdefault(policy.policy, policy)
+        assert known == policy, f"revision {policy.policy} changed in place"
+
+    def get(self, region: str, on: dt.date) -> Policy | None:
+        return in_force([p for p in self._by_id.values() if (p.region, p.year) == (region, on.year)], on)
+
+    def by_id(self, policy_id: str) -> Policy | None:
+        return self._by_id.get(policy_id)
+
+
+class MemoryPipeline:
+    """Eligibility, the four layers and settlement; ``send`` returns the hospital's answers. ``policies``:
+    the shipped policy folder unless given (``MemoryPolicies``, revisions published as a test goes)."""
+
+    def __init__(self, policies: PolicyBook | MemoryPolicies | None = None) -> None:
+        self.policies = _policies() if policies is None else policies
         self.layers = {
             name: MemoryLayer(layerstage.Layer(LAYER_NAMES[name], apply, kind, self.policies.by_id))
             for name, apply, kind in layer_functions()

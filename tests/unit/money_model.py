@@ -14,13 +14,14 @@ from typing import Any
 
 import orjson
 
-from medsettle import layerstage, topics
+from medsettle import layerstage, topics, wire
 from medsettle.contract import (
     Hospital,
     LayerName,
     Person,
     SettlementDocument,
     SettlementResult,
+    parse_claim,
 )
 from medsettle.policy import Policy, PolicyBook, in_force
 from medsettle.settings import ROOT
@@ -42,11 +43,13 @@ class MemoryLayer:
     def __init__(self, layer: layerstage.Layer) -> None:
         self.layer = layer
         self.answers: dict[str, bytes] = {}
-        self.accumulators: dict[tuple[str, int], tuple[dict, int]] = {}  # as stored: JSON state, version
-        self.states: dict[tuple[str, int], Any] = {}  # the stored JSON read back, once per save
+        # as stored: the state, with its version. The state is kept as the model ``decide`` made, not as its
+        # JSON: writing it and reading it back at every save, and validating it again at every read, was a
+        # tenth of the sequence test (tests/unit/test_accumulator.py checks that the JSON reads back equal).
+        self.accumulators: dict[tuple[str, int], tuple[Any, int]] = {}
         self.layers: dict[str, Any] = {}
 
-    def handle(self, batch: list[tuple[SettlementDocument, dict[str, Any]]]) -> list[bytes]:
+    def handle(self, batch: list[tuple[SettlementDocument, dict[str, Any]]]) -> layerstage.Decision:
         cancels, keys, claim_ids = layerstage.needs(batch)
         stored = layerstage.StoredState(
             {m: self.answers[m] for m in cancels if m in self.answers},
@@ -56,9 +59,7 @@ class MemoryLayer:
         decision = layerstage.decide(self.layer, batch, stored)
         for key, (state, version) in decision.accumulators.items():
             assert self.accumulators.get(key, ({}, 0))[1] == version, "saved at a version it did not read"
-            stored = state.model_dump(mode="json")
-            self.accumulators[key] = (stored, version + 1)
-            self.states[key] = self.layer.accumulator_type.model_validate(stored)
+            self.accumulators[key] = (state, version + 1)
         for row in decision.new_layers.values():
             existing = self.layers.get(row.claim_id)
             if existing is None or (existing.attempt < row.attempt and existing.status != "settled"):
@@ -67,13 +68,12 @@ class MemoryLayer:
             self.layers[claim_id] = dataclasses.replace(self.layers[claim_id], status="reversed")
         for message_id, body in decision.inbox:
             self.answers[message_id] = body
-        return decision.bodies
+        return decision
 
     def accumulator(self, person_id: str, year: int = 2024):
-        """The stored state, as read back from its JSON when it was saved (validating the JSON again for
-        every check, several per step, cost a tenth of the sequence test)."""
-        state = self.states.get((person_id, year))
-        return self.layer.accumulator_type() if state is None else state
+        """The stored state."""
+        stored = self.accumulators.get((person_id, year))
+        return self.layer.accumulator_type() if stored is None else stored[0]
 
 
 class MemorySettlement:
@@ -134,6 +134,17 @@ class MemoryPolicies:
         return self._by_id.get(policy_id)
 
 
+def answer(body: bytes) -> SettlementResult:
+    """A ``his.settlements`` answer as the hospital reads it: every field read by its type (``wire.reader``,
+    as ``SettlementDocument.trusted`` reads a document; validating each with pydantic was a twentieth of the
+    sequence test), validated in full when it is not in that shape."""
+    raw = orjson.loads(body)
+    try:
+        return wire.reader(SettlementResult)(raw)  # type: ignore[no-any-return]
+    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError):
+        return SettlementResult.model_validate(raw)
+
+
 class MemoryPipeline:
     """Eligibility, the four layers and settlement; ``send`` returns the hospital's answers. ``policies``:
     the shipped policy folder unless given (``MemoryPolicies``, revisions published as a test goes)."""
@@ -148,6 +159,7 @@ class MemoryPipeline:
         self.known: dict[str, eligibility_repo.ClaimRow] = {}
         self.persons: dict[str, Person] = {}
         self.hospitals: dict[str, Hospital] = {}
+        self.parsed: dict[bytes, Any] = {}  # the claims read, by their bytes (a claim is a frozen model)
 
     # ------------------------------------------------------------ registry
     def register(self, *, persons: list[dict] = (), hospitals: list[dict] = ()) -> None:  # type: ignore[assignment]
@@ -160,9 +172,10 @@ class MemoryPipeline:
 
     # -------------------------------------------------------------- claims
     def send(self, body: dict[str, Any]) -> list[SettlementResult]:
-        from medsettle.contract import parse_claim
-
-        claim = parse_claim(orjson.dumps(body))
+        raw = orjson.dumps(body)
+        claim = self.parsed.get(raw)
+        if claim is None:  # the same bytes again (a resend, a trial again) read as they were the first time
+            claim = self.parsed[raw] = parse_claim(raw)
         failures = {
             key: eligibility_repo.Failure(key[0], key[1], key in self.settlement.answered, f.compensation)
             for key, f in self.settlement.failures.items() if key[0] in self.known
@@ -195,17 +208,17 @@ class MemoryPipeline:
         while queue:
             message = queue.pop(0)
             if message.topic == topics.SETTLEMENTS:
-                answers.append(SettlementResult.from_json(message.value))
+                answers.append(answer(message.value))
                 continue
             assert message.topic == topics.ELIGIBLE
             body = message.value
             for layer in self.layers.values():
                 raw = orjson.loads(body)
-                (body,) = layer.handle([(SettlementDocument.trusted(raw), raw["claim"])])
+                (body,) = layer.handle([(SettlementDocument.trusted(raw), raw["claim"])]).bodies
             document = SettlementDocument.trusted(orjson.loads(body))
             for emit in self.settlement.handle([(document, body)]):
                 if isinstance(emit, settlement.Answer):
-                    answers.append(SettlementResult.from_json(emit.body))
+                    answers.append(answer(emit.body))
                 elif isinstance(emit, settlement.Compensate):
                     from medsettle.runtime import Outgoing
 

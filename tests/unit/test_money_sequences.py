@@ -157,10 +157,12 @@ def amounts_of(body: dict) -> dict[str, Decimal]:
 def standing(policy: Policy, body: dict, favoured: bool) -> Standing:
     """The claim in ``body`` under ``policy`` alone: CONTRACT §6 written out (no price limits, no referral)."""
     rules, level, visit = policy.basic, LEVEL_OF[body["hospital_code"]], body["visit_type"]
+    assert policy.fund_share_cap is None and not rules.inpatient.ratio_bands, "the oracle knows no such rule"
+    inpatient = rules.inpatient
+    assert not (inpatient.repeat_admission_deductible_reduction or inpatient.repeat_admission_no_deductible_for)
     items = amounts_of(body)
     compliant = items["A"] + items["B"] - share(items["B"], rules.b_pre_self_pay)
     if visit == "inpatient":
-        inpatient = rules.inpatient
         full = inpatient.levels[level].deductible
         if favoured:
             full = share(full, inpatient.favoured_deductible_share)

@@ -88,6 +88,10 @@ class Decision:
     reversed_ids: list[str] = field(default_factory=list)
     inbox: list[tuple[str, bytes]] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
+    documents: list[tuple[SettlementDocument, dict[str, Any]] | None] = field(default_factory=list)
+    """Beside each body, the document it is (with its claim as JSON) when this batch made it, ``None`` for a
+    body stored before: what the next stage would read from the body, for a caller that hands it on in
+    memory (the sequence test's in-memory pipeline); the stage itself publishes the bodies."""
     paid: dict[str, Decimal] = field(default_factory=lambda: {"settled": Decimal(0), "reversed": Decimal(0)})
     failed: list[tuple[str, str]] = field(default_factory=list)  # (claim_id, reason)
 
@@ -109,9 +113,12 @@ def needs(batch: Batch) -> tuple[list[str], set[Key], list[str]]:
     )
 
 
-def _body(outcome: SettlementDocument, document: SettlementDocument, claim_json: dict[str, Any]) -> bytes:
-    """The enriched document as JSON; the claim, which no layer changes, as it came."""
-    return outcome.to_json(claim_json=claim_json if outcome.claim is document.claim else None)
+def _body(outcome: SettlementDocument, document: SettlementDocument, claim_json: dict[str, Any]
+          ) -> tuple[bytes, tuple[SettlementDocument, dict[str, Any]]]:
+    """The enriched document as JSON, and with its claim's JSON; the claim, which no layer changes, as it came."""
+    if outcome.claim is document.claim:
+        return outcome.to_json(claim_json=claim_json), (outcome, claim_json)
+    return outcome.to_json(), (outcome, outcome.claim.model_dump(mode="json"))
 
 
 def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
@@ -143,26 +150,34 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
         claim_id = document.claim.claim_id
         if document.message_id in done:
             decision.bodies.append(done[document.message_id])
+            decision.documents.append(None)
             continue
         row = decision.new_layers.get(claim_id) or previous.get(claim_id)
         if document.kind == "settle" and row is not None and row.attempt >= document.attempt:
             # handled before, or superseded by a later attempt: counts nothing, answered with what is stored
             decision.bodies.append(row.output)
+            decision.documents.append(None)
             continue
+        sent: tuple[SettlementDocument, dict[str, Any]] = (document, claim_json)
         if document.kind != "cancel" and document.failure is not None:  # failed upstream: nothing to count here
             decision.bodies.append(document.to_json(claim_json=claim_json))
+            decision.documents.append(sent)
             continue
         if document.kind == "trial":
             outcome = compute(document, states[key])
-            failed = outcome if isinstance(outcome, str) else None
-            body = (document.model_copy(update={"failure": failed}).to_json(claim_json=claim_json) if failed
-                    else _body(outcome.document, document, claim_json))  # type: ignore[union-attr]
+            if isinstance(outcome, str):
+                sent = (document.model_copy(update={"failure": outcome}), claim_json)
+                body = sent[0].to_json(claim_json=claim_json)
+            else:
+                body, sent = _body(outcome.document, document, claim_json)
             decision.bodies.append(body)
+            decision.documents.append(sent)
             continue
         if document.kind == "settle":
             outcome = compute(document, states[key])
             if isinstance(outcome, str):
-                body = document.model_copy(update={"failure": outcome}).to_json(claim_json=claim_json)
+                sent = (document.model_copy(update={"failure": outcome}), claim_json)
+                body = sent[0].to_json(claim_json=claim_json)
                 decision.new_layers[claim_id] = repo.LayerRow(
                     claim_id=claim_id, person_id=key[0], year=key[1], policy=document.policy, amount=Decimal("0.00"),
                     delta={}, output=body, status="failed", attempt=document.attempt,
@@ -171,7 +186,7 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
             else:
                 states[key] = states[key].add(outcome.delta)
                 changed.add(key)
-                body = _body(outcome.document, document, claim_json)
+                body, sent = _body(outcome.document, document, claim_json)
                 decision.new_layers[claim_id] = repo.LayerRow(
                     claim_id=claim_id, person_id=key[0], year=key[1], policy=document.policy,
                     amount=outcome.document.layer_amount(layer.name),
@@ -196,9 +211,10 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
                 else:
                     raw_original = orjson.loads(row.output)
                     original = SettlementDocument.trusted(raw_original)
-                    body = original.model_copy(update={
+                    sent = (original.model_copy(update={
                         "kind": "cancel", "cancel_reason": document.cancel_reason, "received_at": document.received_at,
-                    }).to_json(claim_json=raw_original["claim"])
+                    }), raw_original["claim"])
+                    body = sent[0].to_json(claim_json=sent[1])
                 if row.claim_id in decision.new_layers:  # settled and reversed in this batch: stored as reversed
                     decision.new_layers[row.claim_id] = dataclasses.replace(row, status="reversed")
                 else:
@@ -207,6 +223,7 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
             decision.inbox.append((document.message_id, body))
         done[document.message_id] = body
         decision.bodies.append(body)
+        decision.documents.append(sent)
     decision.accumulators = {k: (states[k], versions[k]) for k in changed}
     return decision
 

@@ -265,37 +265,51 @@ async def test_a_cancel_before_eligibility_has_read_the_settlement_failed_answer
     assert same(await next_answer(pipeline, claim, 4), settled)
 
 
+async def drive_sequence(pipeline, model: MemoryPipeline, person: str, rng: random.Random,
+                         hospitals: dict[str, str], dates: tuple[str, ...] = ()) -> list:
+    """One person's seeded sequence of ten claims, trials, cancels and resends, sent to the running pipeline
+    and to the pure decisions in memory (``model``, registered alike): the same answers and, after every
+    message, the same accumulators. ``dates``: service dates drawn for each claim (else the factory's).
+    Returns the answers."""
+    sent: list[dict] = []
+    answers = []
+    for _ in range(10):
+        roll = rng.random()
+        if roll < 0.5 or not sent:
+            on = {"discharged_on": (day := rng.choice(dates)), "admitted_on": day} if dates else {}
+            level = rng.choice(list(hospitals))
+            body = claim_body(a=str(rng.randrange(0, 120000, 500)), b=str(rng.randrange(0, 20000, 500)),
+                              c="300", person_id=person, hospital_code=hospitals[level],
+                              visit_type=rng.choice(["inpatient", "inpatient", "chronic_outpatient", "outpatient"]),
+                              kind=rng.choice(["settle", "settle", "trial"]), **on)
+            if body["type"] == "settle":
+                sent.append(body)
+        elif roll < 0.8:
+            target = rng.choice(sent)
+            body = {"type": "cancel", "claim_id": target["claim_id"], "hospital_code": target["hospital_code"]}
+        else:
+            body = rng.choice(sent)  # a resend
+        count = len(pipeline.hospital.results.get(body["claim_id"], [])) + 1
+        got = await next_answer(pipeline, body, count)
+        (expected,) = model.send(body)
+        assert same(got, expected), (body["type"], got, expected)
+        stored = await accumulators(pipeline, person)
+        assert stored == list(model.accumulators(person).values())
+        answers.append(got)
+    return answers
+
+
 async def test_random_sequences_end_to_end_answer_as_the_pure_decisions_do(pipeline):
     """The property test's short form: the same seeded sequences through the
     running pipeline and through the pure decisions in memory give the same
     answers and the same accumulators."""
     rng = random.Random(16)
+    hospitals = {level: HOSPITALS[level] for level in ("village", "county", "city", "province")}
     for n in range(3):
         person = pid(20 + n)
         model = MemoryPipeline()
         records = [person_record(person, categories=rng.choice([[], ["subsistence"], ["poverty_registered"]]))]
         await pipeline.register(persons=records)
         model.register(persons=records, hospitals=[hospital_record(code, level) for level, code in HOSPITALS.items()])
-        sent: list[dict] = []
-        for _ in range(10):
-            roll = rng.random()
-            if roll < 0.5 or not sent:
-                level = rng.choice(["village", "county", "city", "province"])
-                body = claim_body(a=str(rng.randrange(0, 120000, 500)), b=str(rng.randrange(0, 20000, 500)),
-                                  c="300", person_id=person, hospital_code=HOSPITALS[level],
-                                  visit_type=rng.choice(["inpatient", "inpatient", "chronic_outpatient", "outpatient"]),
-                                  kind=rng.choice(["settle", "settle", "trial"]))
-                if body["type"] == "settle":
-                    sent.append(body)
-            elif roll < 0.8:
-                target = rng.choice(sent)
-                body = {"type": "cancel", "claim_id": target["claim_id"], "hospital_code": target["hospital_code"]}
-            else:
-                body = rng.choice(sent)  # a resend
-            count = len(pipeline.hospital.results.get(body["claim_id"], [])) + 1
-            got = await next_answer(pipeline, body, count)
-            (expected,) = model.send(body)
-            assert same(got, expected), (body["type"], got, expected)
-            stored = await accumulators(pipeline, person)
-            assert stored == list(model.accumulators(person).values())
+        await drive_sequence(pipeline, model, person, rng, hospitals)
         await asyncio.sleep(0)

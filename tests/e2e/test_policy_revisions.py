@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -19,6 +20,7 @@ import yaml
 
 from medsettle import topics
 from medsettle.embedded import ensure_topics
+from medsettle.policy import Policy, load_policy
 from medsettle.settings import ROOT
 from services.assistance.app import AssistanceStage
 from services.backstop.app import BackstopStage
@@ -26,9 +28,11 @@ from services.basic.app import BasicStage
 from services.insurer.app import SeriousIllnessStage
 from services.settlement.app import SettlementStage
 from tests.dashboard.conftest import drop_database
+from tests.e2e.test_money_edges import drive_sequence
 from tests.factories import claim_body, hospital_record, person_record
 from tests.harness import Pipeline, fresh_database, pipeline_settings
 from tests.infra import PARTITIONS
+from tests.unit.money_model import MemoryPipeline, MemoryPolicies
 
 COUNTY = "H3404217001"
 PERSON = "340421197501017001"
@@ -141,3 +145,30 @@ async def test_a_revision_changed_in_place_is_refused_and_claims_keep_its_first_
     assert bill.policy == "340421-2024"
     assert bill.basic == Decimal("1050.00")  # (2,000 - 600) × 75%: the revision as first loaded, not 60%
     assert set((await policies_used(pipeline, bill.claim_id)).values()) == {"340421-2024"}
+
+
+async def test_random_sequences_across_a_revision_answer_as_the_pure_decisions_do(revisions):
+    """The property test's short form across a revision: seeded sequences of two people with service dates
+    on both sides of r2's 1 July, through the running pipeline and through the pure decisions in memory
+    holding the same two revisions, give the same answers (each naming its revision) and accumulators."""
+    pipeline, folder = revisions
+    second = folder / "340421-2024-r2.yaml"
+    if not second.exists():  # run on its own: the revision the first test publishes
+        second.write_text(yaml.safe_dump(second_revision(), allow_unicode=True), encoding="utf-8")
+        await asyncio.sleep(RECHECK)
+    policies = [load_policy(ROOT / "policies" / "340421-2024.yaml"), Policy.model_validate(second_revision())]
+    hospitals = {"village": "H3404217002", "county": COUNTY, "city": "H3404217003"}
+    registry = [hospital_record(code, level) for level, code in hospitals.items()]
+    await pipeline.register(hospitals=registry)
+    rng = random.Random(24)
+    used = set()
+    for n in range(2):
+        person = f"34042119750101{7110 + n}"
+        model = MemoryPipeline(MemoryPolicies(policies))
+        records = [person_record(person, categories=rng.choice([[], ["subsistence"], ["poverty_registered"]]))]
+        await pipeline.register(persons=records)
+        model.register(persons=records, hospitals=registry)
+        answers = await drive_sequence(pipeline, model, person, rng, hospitals,
+                                       dates=("2024-03-10", "2024-06-30", "2024-07-01", "2024-09-30"))
+        used |= {a.policy for a in answers if a.status in ("settled", "trial")}
+    assert used == {"340421-2024", "340421-2024-r2"}

@@ -21,8 +21,9 @@ from medsettle.contract import (
     Person,
     SettlementDocument,
     SettlementResult,
+    parse_claim,
 )
-from medsettle.policy import PolicyBook
+from medsettle.policy import Policy, PolicyBook, in_force
 from medsettle.settings import ROOT
 from services.eligibility import answers as eligibility_answers
 from services.eligibility import decide as eligibility
@@ -43,11 +44,14 @@ class MemoryLayer:
     def __init__(self, layer: layerstage.Layer) -> None:
         self.layer = layer
         self.answers: dict[str, bytes] = {}
-        self.accumulators: dict[tuple[str, int], tuple[dict, int]] = {}  # as stored: JSON state, version
-        self.states: dict[tuple[str, int], Any] = {}  # the stored JSON read back, once per save
+        # as stored: the state, with its version. The state is kept as the model ``decide`` made, not as its
+        # JSON: writing it and reading it back at every save, and validating it again at every read, was a
+        # tenth of the sequence test (tests/unit/test_accumulator.py checks that the JSON reads back equal).
+        self.accumulators: dict[tuple[str, int], tuple[Any, int]] = {}
         self.layers: dict[str, Any] = {}
+        self.empty = layer.accumulator_type()  # a person's state before anything is stored (a frozen model)
 
-    def handle(self, batch: list[tuple[SettlementDocument, dict[str, Any]]]) -> list[bytes]:
+    def handle(self, batch: list[tuple[SettlementDocument, dict[str, Any]]]) -> layerstage.Decision:
         cancels, keys, claim_ids = layerstage.needs(batch)
         stored = layerstage.StoredState(
             {m: self.answers[m] for m in cancels if m in self.answers},
@@ -57,9 +61,7 @@ class MemoryLayer:
         decision = layerstage.decide(self.layer, batch, stored)
         for key, (state, version) in decision.accumulators.items():
             assert self.accumulators.get(key, ({}, 0))[1] == version, "saved at a version it did not read"
-            stored = state.model_dump(mode="json")
-            self.accumulators[key] = (stored, version + 1)
-            self.states[key] = self.layer.accumulator_type.model_validate(stored)
+            self.accumulators[key] = (state, version + 1)
         for row in decision.new_layers.values():
             existing = self.layers.get(row.claim_id)
             if existing is None or (existing.attempt < row.attempt and existing.status != "settled"):
@@ -68,13 +70,12 @@ class MemoryLayer:
             self.layers[claim_id] = dataclasses.replace(self.layers[claim_id], status="reversed")
         for message_id, body in decision.inbox:
             self.answers[message_id] = body
-        return decision.bodies
+        return decision
 
     def accumulator(self, person_id: str, year: int = 2024):
-        """The stored state, as read back from its JSON when it was saved (validating the JSON again for
-        every check, several per step, cost a tenth of the sequence test)."""
-        state = self.states.get((person_id, year))
-        return self.layer.accumulator_type() if state is None else state
+        """The stored state."""
+        stored = self.accumulators.get((person_id, year))
+        return self.empty if stored is None else stored[0]
 
 
 class MemorySettlement:
@@ -112,11 +113,40 @@ def _policies() -> PolicyBook:
     return PolicyBook(ROOT / "policies")
 
 
-class MemoryPipeline:
-    """Eligibility, the four layers and settlement; ``send`` returns the hospital's answers."""
+@functools.lru_cache(maxsize=4096)
+def _registry(model: type[Person] | type[Hospital], record: bytes) -> Person | Hospital:
+    """A registry record as eligibility's reader validates it; the same record (a sequence registers the same
+    few again and again) read once. The models are frozen."""
+    return model.model_validate(orjson.loads(record))
 
-    def __init__(self) -> None:
-        self.policies = _policies()
+
+class MemoryPolicies:
+    """Policy revisions held in memory, looked up as a ``PolicyBook`` looks them up: eligibility takes the
+    revision in force on the service date (``in_force``), the layers take a claim's revision by its id. A
+    revision published while a sequence runs (a file added to the folder) is in force from then on."""
+
+    def __init__(self, revisions: list[Policy]) -> None:
+        self._by_id: dict[str, Policy] = {}
+        for policy in revisions:
+            self.publish(policy)
+
+    def publish(self, policy: Policy) -> None:
+        known = self._by_id.setdefault(policy.policy, policy)
+        assert known == policy, f"revision {policy.policy} changed in place"
+
+    def get(self, region: str, on: dt.date) -> Policy | None:
+        return in_force([p for p in self._by_id.values() if (p.region, p.year) == (region, on.year)], on)
+
+    def by_id(self, policy_id: str) -> Policy | None:
+        return self._by_id.get(policy_id)
+
+
+class MemoryPipeline:
+    """Eligibility, the four layers and settlement; ``send`` returns the hospital's answers. ``policies``:
+    the shipped policy folder unless given (``MemoryPolicies``, revisions published as a test goes)."""
+
+    def __init__(self, policies: PolicyBook | MemoryPolicies | None = None) -> None:
+        self.policies = _policies() if policies is None else policies
         self.layers = {
             name: MemoryLayer(layerstage.Layer(LAYER_NAMES[name], apply, kind, self.policies.by_id))
             for name, apply, kind in layer_functions()
@@ -126,26 +156,28 @@ class MemoryPipeline:
         self.answers: set[eligibility_redrive.Answered] = set()  # eligibility's answers table
         self.persons: dict[str, Person] = {}
         self.hospitals: dict[str, Hospital] = {}
+        self.parsed: dict[bytes, Any] = {}  # the claims read, by their bytes (a claim is a frozen model)
 
     # ------------------------------------------------------------ registry
     def register(self, *, persons: list[dict] = (), hospitals: list[dict] = ()) -> None:  # type: ignore[assignment]
         for p in persons:
-            person = Person.model_validate(p)
+            person = _registry(Person, orjson.dumps(p))
             self.persons[person.person_id] = person
         for h in hospitals:
-            hospital = Hospital.model_validate(h)
+            hospital = _registry(Hospital, orjson.dumps(h))
             self.hospitals[hospital.hospital_code] = hospital
 
     # -------------------------------------------------------------- claims
     def send(self, body: dict[str, Any]) -> list[SettlementResult]:
-        from medsettle.contract import parse_claim
-
-        claim = parse_claim(orjson.dumps(body))
+        raw = orjson.dumps(body)
+        claim = self.parsed.get(raw)
+        if claim is None:  # the same bytes again (a resend, a trial again) read as they were the first time
+            claim = self.parsed[raw] = parse_claim(raw)
         failed = frozenset((a.claim_id, a.attempt) for a in self.answers
                            if a.answer == "failed" and a.claim_id == claim.claim_id)
+        known = self.known.get(claim.claim_id)
         stored = eligibility.StoredState(
-            dict(self.hospitals), dict(self.persons),
-            {k: v for k, v in self.known.items() if k == claim.claim_id}, failed,
+            dict(self.hospitals), dict(self.persons), {} if known is None else {claim.claim_id: known}, failed,
         )
         decision = eligibility.decide([claim], stored, clock=lambda: AT, find_policy=self.policies.get)
         for row in decision.new_rows + decision.retried:
@@ -174,11 +206,16 @@ class MemoryPipeline:
                 answers.append(SettlementResult.from_json(message.value))
                 continue
             assert message.topic == topics.ELIGIBLE
-            body = message.value
+            body, handed = message.value, None
             for layer in self.layers.values():
-                raw = orjson.loads(body)
-                (body,) = layer.handle([(SettlementDocument.trusted(raw), raw["claim"])])
-            document = SettlementDocument.trusted(orjson.loads(body))
+                if handed is None:  # read from its body, as the stage reads it
+                    raw = orjson.loads(body)
+                    handed = (SettlementDocument.trusted(raw), raw["claim"])
+                decision = layer.handle([handed])
+                # from one layer to the next as the document the layer made, not its body again (reading every
+                # body back was a sixth of the sequence test); a body stored before is read
+                ((body,), (handed,)) = decision.bodies, decision.documents
+            document = SettlementDocument.trusted(orjson.loads(body))  # the settlement stage reads the last body
             for emit in self.settlement.handle([(document, body)]):
                 if isinstance(emit, settlement.Answer):
                     answers.append(SettlementResult.from_json(emit.body))

@@ -1,14 +1,22 @@
 """Random sequences of one person's year through the pipeline's pure
 decisions (tests/unit/money_model.py): settles, trials, cancels of any
 earlier claim, resends, injury claims withdrawn from review, claims that
-fail and are sent again, registry changes between them. After every step:
+fail and are sent again, registry changes and policy revisions published
+between them, with service dates on both sides of each revision's
+``effective_from``. After every step:
 
 - every answer keeps CONTRACT §5's sums, no amount is negative;
 - a resend is answered as before and changes nothing;
 - each fund's accumulator holds exactly what the standing claims' one-bills
   paid (nothing counted twice, a failed or reversed claim not at all);
+- each standing claim was settled under the revision in force on its
+  service date among those published when it entered, and its bill names
+  it; its compliant amount, deductible and basic payment are that
+  revision's (the oracle computes each standing claim under its own
+  revision); basic's ``*_due`` counters hold the standing claims' own
+  amounts;
 - serious illness (CONTRACT §6): after a settle the year's payments are
-  F(the standing claims' base) whenever the claim could pay the difference
+  F(the standing claims' base), F of the settling claim's revision, whenever the claim could pay the difference
   (it pays at most its own base) and nothing was overpaid before it; else
   the claim paid exactly that difference, or 0;
 - basic: after a settle each kind of visit's payments are the policy
@@ -19,8 +27,10 @@ fail and are sent again, registry changes between them. After every step:
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
+from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
@@ -29,16 +39,56 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medsettle.contract import LayerName, RejectionCode, SettlementResult
-from medsettle.money import ZERO
-from medsettle.policy import load_policy
+from medsettle.money import ZERO, clamp, fen, share
+from medsettle.policy import Policy, load_policy
 from medsettle.settings import ROOT
 from services.insurer.rules import banded_payment
 from tests.factories import claim_body, hospital_record, item, person_record
-from tests.unit.money_model import MemoryPipeline
+from tests.unit.money_model import MemoryPipeline, MemoryPolicies
 
 POLICY = load_policy(ROOT / "policies" / "340421-2024.yaml")
+
+
+def revision(policy_id: str, effective_from: str, change) -> Policy:
+    """A later revision of the reference policy, from ``effective_from``, as a file would hold it."""
+    raw = POLICY.model_dump(mode="json")
+    raw.update(policy=policy_id, effective_from=effective_from, name=f"{POLICY.name}（{effective_from} 起调整）")
+    change(raw)
+    return Policy.model_validate(raw)
+
+
+def _second(raw: dict) -> None:
+    """From 1 July: higher inpatient ratios, a higher outpatient limit, a lower serious-illness threshold and
+    higher bands, more assistance for subsistence, a lower backstop cap at county hospitals."""
+    levels = raw["basic"]["inpatient"]["levels"]
+    levels["village"]["ratio"] = levels["township"]["ratio"] = 90
+    levels["county"]["ratio"] = 80
+    raw["basic"]["outpatient"]["annual_limit"] = 600
+    raw["serious_illness"].update(threshold=10000, favoured_threshold=5000)
+    for band, ratio in zip(raw["serious_illness"]["bands"], (65, 75, 85)):
+        band["ratio"] = ratio
+    raw["assistance"]["categories"]["subsistence"]["ratio"] = 75
+    raw["backstop"]["annual_cap_by_level"]["county"] = 2500
+
+
+def _third(raw: dict) -> None:
+    """From 1 October: B items pay 15% first, a lower city deductible, chronic outpatients 70% within a LOWER
+    limit (earlier claims may have been paid more than it: the next pays nothing), and a different
+    serious-illness threshold and favoured points."""
+    raw["basic"]["b_pre_self_pay"] = 15
+    raw["basic"]["inpatient"]["levels"]["city"]["deductible"] = 800
+    raw["basic"]["chronic_outpatient"].update(ratio=70, annual_limit=4000)
+    raw["serious_illness"].update(threshold=12000, favoured_threshold=6000, favoured_extra_points=10)
+
+
+LATER_REVISIONS = (revision("340421-2024-r2", "2024-07-01", _second), revision("340421-2024-r3", "2024-10-01", _third))
+"""Published by a sequence's ``revision`` steps, in any order (a file added while the pipeline runs)."""
+DATES = ("2024-01-01", "2024-03-10", "2024-06-30", "2024-07-01", "2024-08-15", "2024-09-30", "2024-10-01",
+         "2024-12-31")
+"""Service dates, on both sides of each revision's ``effective_from``."""
 PERSON = "340421199001011234"
 HOSPITALS = {"village": "H3404210101", "county": "H3404210001", "city": "H3404000001"}
+LEVEL_OF = {code: level for level, code in HOSPITALS.items()}
 FUNDS = ("basic", "serious_illness", "assistance", "backstop")
 STAGE_OF = {"basic": "basic", "serious_illness": "insurer", "assistance": "assistance", "backstop": "backstop"}
 D = Decimal
@@ -50,7 +100,7 @@ CATEGORIES = ["poverty_registered", "subsistence", "extreme_poverty", "monitored
 money = st.integers(min_value=0, max_value=12_000).map(lambda n: D(n) * 25)
 claim_spec = st.fixed_dictionaries({
     "level": st.sampled_from(LEVELS), "visit_type": st.sampled_from(VISITS),
-    "a": money, "b": money, "c": st.sampled_from([D(0), D(300)]),
+    "a": money, "b": money, "c": st.sampled_from([D(0), D(300)]), "on": st.sampled_from(DATES),
 })
 step = st.one_of(
     st.tuples(st.just("settle"), claim_spec),
@@ -62,6 +112,7 @@ step = st.one_of(
     st.tuples(st.just("categories"), st.lists(st.sampled_from(CATEGORIES), max_size=2, unique=True)),
     st.tuples(st.just("suspend"), st.sampled_from(LEVELS), st.booleans()),
     st.tuples(st.just("coverage"), st.booleans()),
+    st.tuples(st.just("revision"), st.integers(0, len(LATER_REVISIONS) - 1)),
 )
 
 
@@ -82,17 +133,66 @@ def sums_hold(answer: SettlementResult) -> None:
             + amounts["compliant"]) == amounts["total"]
 
 
+@dataclass(frozen=True)
+class Standing:
+    """A standing claim as the oracle sees it: its visit, the revision it was settled under, and what that
+    revision makes of it on its own (before any annual limit)."""
+
+    visit_type: str
+    policy: Policy
+    favoured: bool
+    compliant: Decimal
+    deductible: Decimal
+    own_basic: Decimal  # the basic payment before the annual limit: what its ``*_due`` counter holds
+
+
+def amounts_of(body: dict) -> dict[str, Decimal]:
+    """The claim's items by category."""
+    found = {"A": ZERO, "B": ZERO, "C": ZERO}
+    for entry in body["items"]:
+        found[entry["category"]] += D(entry["amount"])
+    return found
+
+
+def standing(policy: Policy, body: dict, favoured: bool) -> Standing:
+    """The claim in ``body`` under ``policy`` alone: CONTRACT §6 written out (no price limits, no referral)."""
+    rules, level, visit = policy.basic, LEVEL_OF[body["hospital_code"]], body["visit_type"]
+    assert policy.fund_share_cap is None and not rules.inpatient.ratio_bands, "the oracle knows no such rule"
+    inpatient = rules.inpatient
+    assert not (inpatient.repeat_admission_deductible_reduction or inpatient.repeat_admission_no_deductible_for)
+    items = amounts_of(body)
+    compliant = items["A"] + items["B"] - share(items["B"], rules.b_pre_self_pay)
+    if visit == "inpatient":
+        full = inpatient.levels[level].deductible
+        if favoured:
+            full = share(full, inpatient.favoured_deductible_share)
+        deductible = min(fen(full), compliant)
+        ratio = inpatient.levels[level].ratio
+        if level in inpatient.referral_penalty_levels:
+            ratio -= inpatient.referral_penalty_points
+        if favoured:
+            ratio += inpatient.favoured_ratio_points
+        own = fen((compliant - deductible) * clamp(ratio, ZERO, D(100)) / 100)
+    elif visit == "outpatient":
+        deductible, own = ZERO, share(compliant, rules.outpatient.ratio_by_level[level])
+    else:
+        deductible, own = ZERO, share(compliant, rules.chronic_outpatient.ratio)
+    return Standing(visit, policy, favoured, compliant, deductible, own)
+
+
 class Year:
     """One person's year: what was sent, what stands."""
 
     def __init__(self) -> None:
-        self.pipeline = MemoryPipeline()
+        self.published: list[Policy] = [POLICY]  # the revisions published so far
+        self.pipeline = MemoryPipeline(MemoryPolicies(self.published))
         self.categories: list[str] = []
         self.insured = True
         self.suspended: set[str] = set()
         self.serial = 0
         self.sent: list[tuple[dict, SettlementResult]] = []  # every message with the last answer it got
         self.bills: dict[str, SettlementResult] = {}  # the standing one-bills (settled, not reversed)
+        self.claims: dict[str, Standing] = {}  # the standing claims as the oracle computes them
         self.order: list[str] = []
         self.register()
 
@@ -102,11 +202,23 @@ class Year:
             hospitals=[hospital_record(code, level, suspended=level in self.suspended)
                        for level, code in HOSPITALS.items()])
 
+    def publish(self, policy: Policy) -> None:
+        self.pipeline.policies.publish(policy)
+        if policy not in self.published:
+            self.published.append(policy)
+
+    def in_force(self, on: str) -> Policy:
+        """The oracle's choice of revision: the latest ``effective_from`` on or before the service date."""
+        day = dt.date.fromisoformat(on)
+        return max((p for p in self.published if p.in_force_from <= day), key=lambda p: (p.in_force_from, p.revision))
+
     def body(self, spec: dict, kind: str = "settle", **extra) -> dict:
         self.serial += 1
+        on = spec.get("on", "2024-03-10")
         items = [item(cat, spec[cat.lower()]) for cat in "ABC" if spec[cat.lower()] > 0] or [item("A", "10")]
         return claim_body(claim_id=f"K{self.serial:04d}", hospital_code=HOSPITALS[spec["level"]], person_id=PERSON,
-                          visit_type=spec["visit_type"], kind=kind, items=items, **extra)
+                          visit_type=spec["visit_type"], kind=kind, items=items, discharged_on=on, admitted_on=on,
+                          **extra)
 
     def send(self, body: dict) -> SettlementResult:
         answers = self.pipeline.send(body)
@@ -119,49 +231,76 @@ class Year:
     def totals(self) -> dict[str, Decimal]:
         return {f: sum((getattr(b, f) for b in self.bills.values()), ZERO) for f in FUNDS}
 
-    def accumulated(self) -> dict[str, Decimal]:
-        found = self.pipeline.accumulators(PERSON)
+    def accumulated(self, found: dict | None = None) -> dict[str, Decimal]:
+        found = self.pipeline.accumulators(PERSON) if found is None else found
         basic = found["basic"]
         return {"basic": basic.inpatient_paid + basic.outpatient_paid + basic.chronic_outpatient_paid,
                 **{f: found[STAGE_OF[f]].paid for f in FUNDS[1:]}}
 
     def si_base(self) -> Decimal:
-        return sum((b.compliant - b.basic for cid, b in self.bills.items() if self.visits[cid] != "outpatient"), ZERO)
+        return sum((b.compliant - b.basic for cid, b in self.bills.items()
+                    if self.claims[cid].visit_type != "outpatient"), ZERO)
 
-    visits: dict[str, str]
+    def basic_due(self) -> dict[str, Decimal]:
+        """Each kind of visit's standing claims' own basic amounts, each under its own revision."""
+        due = {"inpatient": ZERO, "outpatient": ZERO, "chronic_outpatient": ZERO}
+        for claim in self.claims.values():
+            due[claim.visit_type] += claim.own_basic
+        return due
 
     # ------------------------------------------------------------ checks
     def check_books(self) -> None:
         accumulators = self.pipeline.accumulators(PERSON)
         assert not any(a.is_negative() for a in accumulators.values()), accumulators
-        assert self.accumulated() == self.totals()
+        assert self.accumulated(accumulators) == self.totals()
         assert accumulators["insurer"].base == self.si_base()
+        basic = accumulators["basic"]
+        assert {kind: getattr(basic, f"{kind}_due") for kind in ("inpatient", "outpatient", "chronic_outpatient")} \
+            == self.basic_due()
 
-    def check_settle(self, answer: SettlementResult, spec: dict, before: dict[str, Decimal],
-                     basic_due: dict) -> None:
+    def settled(self, body: dict, answer: SettlementResult) -> None:
+        """A claim now stands: settled under the revision in force on its service date, as that revision has it."""
+        policy = self.in_force(body["discharged_on"])
+        assert answer.policy == policy.policy, (answer.policy, policy.policy, body["discharged_on"])
+        claim = standing(policy, body, policy.favoured(self.categories))
+        assert (answer.compliant, answer.deductible) == (claim.compliant, claim.deductible)
+        self.bills[body["claim_id"]] = answer
+        self.claims[body["claim_id"]] = claim
+
+    def check_settle(self, answer: SettlementResult, spec: dict, before: dict[str, Decimal], kind_before: Decimal,
+                     due_before: Decimal) -> None:
+        """After a settle: serious illness is F of the settling claim's revision on the standing claims' base,
+        basic pays the settling claim's revision's limit applied to the standing claims' own amounts."""
         if answer.status != "settled":
             return
         after = self.totals()
-        favoured = POLICY.favoured(self.categories)
+        claim = self.claims[answer.claim_id]
+        policy, favoured = claim.policy, claim.favoured
         if spec["visit_type"] != "outpatient":
             this = answer.compliant - answer.basic
-            due = banded_payment(POLICY.serious_illness, favoured, self.si_base())
+            due = banded_payment(policy.serious_illness, favoured, self.si_base())
             expected = before["serious_illness"] + min(this, max(ZERO, due - before["serious_illness"]))
             assert after["serious_illness"] == expected
             if before["serious_illness"] <= due and due - before["serious_illness"] <= this:
                 assert after["serious_illness"] == due  # the year's payments add up to F of the year's base
         # basic: per kind, min(limit, what the standing claims' amounts are) unless the claim paid all it could
-        limit = {"inpatient": POLICY.basic.inpatient.annual_limit, "outpatient": POLICY.basic.outpatient.annual_limit,
-                 "chronic_outpatient": POLICY.basic.chronic_outpatient.annual_limit}[spec["visit_type"]]
-        kind_paid = sum((b.basic for cid, b in self.bills.items() if self.visits[cid] == spec["visit_type"]), ZERO)
-        owed = min(limit, basic_due[spec["visit_type"]])  # the standing claims' amounts, this one's included
+        limit = {"inpatient": policy.basic.inpatient.annual_limit, "outpatient": policy.basic.outpatient.annual_limit,
+                 "chronic_outpatient": policy.basic.chronic_outpatient.annual_limit}[spec["visit_type"]]
+        kind_paid = sum((b.basic for cid, b in self.bills.items()
+                         if self.claims[cid].visit_type == spec["visit_type"]), ZERO)
+        basic_due = self.basic_due()[spec["visit_type"]]
+        assert basic_due == due_before + claim.own_basic
+        owed = min(limit, basic_due)  # the standing claims' amounts, this one's included
         room = answer.compliant - answer.deductible
-        assert kind_paid == owed or (answer.basic == room and kind_paid < owed), (kind_paid, owed)
+        # exactly: the year's payments under this revision's limit less those made, within the claim's room
+        assert answer.basic == max(ZERO, min(owed - kind_before, room)), (answer.basic, owed, kind_before, room)
+        if kind_before <= owed:  # always, unless a later revision lowered the limit below what was paid
+            assert kind_paid == owed or (answer.basic == room and kind_paid < owed), (kind_paid, owed)
 
-    def basic_due(self) -> dict[str, Decimal]:
-        basic = self.pipeline.accumulators(PERSON)["basic"]
-        return {"inpatient": basic.inpatient_due, "outpatient": basic.outpatient_due,
-                "chronic_outpatient": basic.chronic_outpatient_due}
+    def kind_before(self, visit_type: str) -> tuple[Decimal, Decimal]:
+        """What the standing claims of a kind of visit were paid and were due, before a settle."""
+        paid = sum((b.basic for cid, b in self.bills.items() if self.claims[cid].visit_type == visit_type), ZERO)
+        return paid, self.basic_due()[visit_type]
 
 
 @pytest.fixture(autouse=True)
@@ -180,12 +319,12 @@ FAILED: list[str] = []  # the failures the sequences produced (the fixed tests c
 
 def run(steps) -> None:
     year = Year()
-    year.visits = {}
     for action, *args in steps:
         if action in ("settle", "trial_then_settle"):
             spec = args[0]
             body = year.body(spec)
             before, accumulators = year.totals(), year.pipeline.accumulators(PERSON)
+            kind_before = year.kind_before(spec["visit_type"])
             if action == "trial_then_settle":
                 trial = year.send({**body, "type": "trial"})
                 assert year.pipeline.accumulators(PERSON) == accumulators  # a trial counts nothing
@@ -195,12 +334,12 @@ def run(steps) -> None:
             if action == "trial_then_settle" and answer.status == "settled":
                 assert trial.status == "trial"
                 assert [getattr(trial, f) for f in FUNDS] == [getattr(answer, f) for f in FUNDS]
+                assert trial.policy == answer.policy  # the same revision, in force when each entered
                 again = year.send({**body, "type": "trial"})
                 assert again.rejection.code == RejectionCode.DUPLICATE_CLAIM  # a trial of a settled claim
             if answer.status == "settled":
-                year.bills[body["claim_id"]] = answer
-                year.visits[body["claim_id"]] = spec["visit_type"]
-                year.check_settle(answer, spec, before, year.basic_due())
+                year.settled(body, answer)
+                year.check_settle(answer, spec, before, *kind_before)
             else:
                 assert answer.status == "rejected"
                 assert year.pipeline.accumulators(PERSON) == accumulators
@@ -212,7 +351,7 @@ def run(steps) -> None:
             if claim_id in year.bills:
                 assert answer.status == "reversed"
                 assert [getattr(answer, f) for f in FUNDS] == [getattr(year.bills[claim_id], f) for f in FUNDS]
-                del year.bills[claim_id]
+                del year.bills[claim_id], year.claims[claim_id]
             else:
                 assert answer.status in ("rejected", "reversed")
         elif action == "resend" and year.sent:
@@ -221,11 +360,13 @@ def run(steps) -> None:
                 continue
             latest = [a for b, a in year.sent if b["claim_id"] == body["claim_id"] and b["type"] != "trial"][-1]
             before = year.pipeline.accumulators(PERSON)
+            totals = year.totals()
+            kind_before = year.kind_before(body["visit_type"]) if body["type"] == "settle" else (ZERO, ZERO)
             answer = year.send(body)
             stored = latest.status != "rejected" or latest.rejection.code == RejectionCode.DUPLICATE_CLAIM
             if not stored and answer.status == "settled":  # refused before (nothing stored): a settle now
-                year.bills[body["claim_id"]] = answer
-                year.visits[body["claim_id"]] = body["visit_type"]
+                year.settled(body, answer)  # under the revision in force now
+                year.check_settle(answer, body, totals, *kind_before)
                 year.order.append(body["claim_id"])
             else:
                 assert year.pipeline.accumulators(PERSON) == before  # never counted twice
@@ -264,13 +405,12 @@ def run(steps) -> None:
                 FAILED.append(how)
                 assert year.pipeline.accumulators(PERSON) == accumulators  # whatever a layer counted, taken back
                 assert len(year.pipeline.settlement.dead_letters) == dead + 1
-                before = year.totals()
+                before, kind_before = year.totals(), year.kind_before(spec["visit_type"])
                 again = year.send(body)  # sent again later: settles normally
                 assert again.status in ("settled", "rejected")
                 if again.status == "settled":
-                    year.bills[body["claim_id"]] = again
-                    year.visits[body["claim_id"]] = spec["visit_type"]
-                    year.check_settle(again, spec, before, year.basic_due())
+                    year.settled(body, again)
+                    year.check_settle(again, spec, before, *kind_before)
                 year.order.append(body["claim_id"])
             else:
                 assert answer.status == "rejected"  # refused by eligibility before any layer
@@ -284,6 +424,8 @@ def run(steps) -> None:
         elif action == "coverage":
             year.insured = args[0]
             year.register()
+        elif action == "revision":  # a later revision published: in force from its date for claims from now on
+            year.publish(LATER_REVISIONS[args[0]])
         year.check_books()
 
 
@@ -304,7 +446,7 @@ def random_steps(rng: random.Random) -> list[tuple]:
     of 1 to 30 (mostly up to 10: hypothesis's lists average 7.4 steps here)."""
     def spec() -> dict:
         return {"level": rng.choice(LEVELS), "visit_type": rng.choice(VISITS), "a": random_amount(rng),
-                "b": random_amount(rng), "c": rng.choice((D(0), D(300)))}
+                "b": random_amount(rng), "c": rng.choice((D(0), D(300))), "on": rng.choice(DATES)}
 
     makers = (
         lambda: ("settle", spec()),
@@ -316,9 +458,12 @@ def random_steps(rng: random.Random) -> list[tuple]:
         lambda: ("categories", rng.sample(CATEGORIES, rng.randint(0, 2))),
         lambda: ("suspend", rng.choice(LEVELS), rng.random() < 0.5),
         lambda: ("coverage", rng.random() < 0.5),
+        lambda: ("revision", rng.randrange(len(LATER_REVISIONS))),
     )
     length = rng.randint(1, 10) if rng.random() < 0.85 else rng.randint(11, 30)
-    return [rng.choice(makers)() for _ in range(length)]
+    steps = [rng.choice(makers)() for _ in range(length)]
+    early = [("revision", n) for n in range(len(LATER_REVISIONS)) if rng.random() < 0.3]  # published early on
+    return [*early, *steps] if rng.random() < 0.5 else [*steps[:1], *early, *steps[1:]]
 
 
 def test_two_thousand_seeded_years_keep_the_money_right():

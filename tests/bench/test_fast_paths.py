@@ -87,3 +87,13 @@ def test_a_malformed_document_is_still_refused_by_validation() -> None:
     del raw["claim"]
     with pytest.raises(ValueError):
         SettlementDocument.trusted(raw)
+
+
+def test_the_in_memory_layers_bench_settles_the_same_year_alike_each_time() -> None:
+    """``python -m deploy.simulate_bench --in-memory N``: its digest is of
+    the claims' outcomes only, so two versions of the layers can be compared."""
+    from deploy.simulate_bench import POLICY, layers_bench
+
+    first, second = layers_bench(60, 2, POLICY), layers_bench(60, 1, POLICY)
+    assert first["sha256"] == second["sha256"] and first["claims"] == 60
+    assert len(first["runs_wall_s"]) == 2 and first["us_per_claim"]["cpu"] > 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from medsettle.accumulator import Counters, LayerOutcome
+from medsettle.caps import within_annual_caps
 from medsettle.contract import CATEGORY_NAMES, LEVEL_NAMES, VISIT_NAMES, Layer, LayerName, SettlementDocument
 from medsettle.money import ZERO, yuan
 from medsettle.policy import Policy
@@ -43,7 +44,8 @@ def settle_backstop(policy: Policy, document: SettlementDocument, accumulator: B
 
     cap = rules.annual_cap_by_level[level]
     before = accumulator.burden
-    amount = min(remaining, max(ZERO, before + remaining - cap))
+    # the person bears this year at most the cap; the backstop pays the rest of this claim's burden
+    amount = remaining - within_annual_caps(before + remaining, before, (cap,))
     notes = [
         f"本次政策范围内个人负担 {yuan(remaining)} 元，年度累计 {yuan(before)} 元",
         f"{LEVEL_NAMES[level]}医疗机构年度个人负担上限 {yuan(cap)} 元",

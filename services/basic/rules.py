@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import model_validator
 
 from medsettle.accumulator import Counters, LayerOutcome
+from medsettle.bands import banded, bands_above, parts, shown
+from medsettle.caps import fund_share_room, within_annual_caps
 from medsettle.contract import (
     LEVEL_NAMES,
     VISIT_NAMES,
@@ -102,20 +104,10 @@ def _inpatient_deductible(
 
 
 def _banded(above: Decimal, ratio: Decimal, rules: Inpatient) -> tuple[Decimal, str]:
-    """Pay on the part above the deductible, with ratio bands if any."""
-    if not rules.ratio_bands:
-        return fen(above * ratio / 100), f"{yuan(above)} × {pct(ratio)}"
-    pieces: list[tuple[Decimal, Decimal]] = []
-    edges = [(ZERO, ZERO)] + [(band.above, band.extra_points) for band in rules.ratio_bands]
-    for index, (start, extra) in enumerate(edges):
-        end = edges[index + 1][0] if index + 1 < len(edges) else None
-        if above <= start:
-            break
-        part = (min(above, end) if end is not None else above) - start
-        pieces.append((part, clamp(ratio + extra, ZERO, Decimal(100))))
-    amount = fen(sum((part * r / 100 for part, r in pieces), ZERO))
-    shown = " + ".join(f"{yuan(part)} × {pct(r)}" for part, r in pieces)
-    return amount, shown
+    """Pay on the part above the deductible, with ratio bands if any (what it
+    pays, and the bands as the explanation shows them)."""
+    pieces = parts(bands_above(ratio, [(band.above, band.extra_points) for band in rules.ratio_bands]), ZERO, above)
+    return banded(pieces), shown(pieces)
 
 
 def settle_basic(policy: Policy, document: SettlementDocument, accumulator: BasicAccumulator) -> LayerOutcome:
@@ -169,17 +161,14 @@ def settle_basic(policy: Policy, document: SettlementDocument, accumulator: Basi
             "chronic_outpatient_paid",
         )
 
-    if policy.fund_share_cap is not None:
-        ceiling = share(breakdown.total, policy.fund_share_cap)
-        if amount > ceiling:
-            notes.append(f"各项基金合计不超过总费用的 {pct(policy.fund_share_cap)}（{yuan(ceiling)} 元）")
-            amount = ceiling
+    ceiling = fund_share_room(policy.fund_share_cap, breakdown.total)
+    if ceiling is not None and amount > ceiling:
+        notes.append(f"各项基金合计不超过总费用的 {pct(policy.fund_share_cap)}（{yuan(ceiling)} 元）")  # type: ignore[arg-type]
+        amount = ceiling
     own = amount  # this claim's amount before the annual limit
     due = getattr(accumulator, bucket.replace("_paid", "_due"))
-    owed = min(limit, due + own) - paid  # the year's payments with this claim, less those made
-    most = min(compliant - deductible, share(breakdown.total, policy.fund_share_cap)
-               if policy.fund_share_cap is not None else compliant)
-    amount = max(ZERO, min(owed, most))
+    most = min(compliant - deductible, compliant if ceiling is None else ceiling)
+    amount = within_annual_caps(due + own, paid, (limit,), most)
     if amount < own:
         room = max(ZERO, limit - paid)
         notes.append(

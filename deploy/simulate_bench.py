@@ -24,12 +24,13 @@ report's "actual" side is meaningless here, the "simulated" side is real.
 ``--in-memory N``: only the four layer functions, the part of a worker's
 CPU that is the layer code, measured apart from PostgreSQL and the replay:
 N claims of the same year (made in Python the way ``GENERATE`` makes them,
-and read as documents before the clock starts) are settled one by one
-through ``services.pipeline.Ledger`` in one process, one in twenty reversed
-right after its settle; it prints the best of ``--repeat`` runs in µs a
-claim (wall and CPU) and a SHA-256 of every settled document's JSON and
-every delta's, so that two versions of the layer code can be shown to
-settle every claim alike.
+and read as documents before the clock starts), one in twenty reversed two
+hours after its settle, are replayed person by person by the simulation's
+own ``Replayer`` in one process; it prints the best of ``--repeat`` runs in
+µs a claim (wall and CPU) and a SHA-256 of every settled document's JSON
+and every delta's (the same claims settled again through
+``services.pipeline.Ledger``, untimed), so that two versions of the layer
+code can be shown to settle every claim alike.
 
 The database: ``--database-url``, else ``DATABASE_URL`` or
 ``TEST_DATABASE_URL``, else an embedded PostgreSQL in a temporary folder; a
@@ -61,6 +62,7 @@ import orjson
 
 from medsettle.contract import SettlementDocument
 from medsettle.db import create_pool, migrate
+from medsettle.money import ZERO
 from medsettle.policy import Policy, load_policy
 from medsettle.settings import ROOT
 from services.simulation.runner import Request, simulate
@@ -191,30 +193,40 @@ def in_memory_year(claims: int, policy: Policy, seed: int = 2024) -> list[dict]:
 
 def layers_bench(claims: int, repeat: int, policy_file: Path) -> dict:
     """``--in-memory``: the four layer functions alone (see the module's doc)."""
-    from services.pipeline import Ledger  # the layers' in-memory pipeline
+    from services.pipeline import Ledger  # the layers' in-memory pipeline, for the digest
+    from services.simulation.replay import RecordedClaim, Replayer
 
     policy = load_policy(policy_file)
     documents = [SettlementDocument.model_validate(body) for body in in_memory_year(claims, policy)]
+    years: dict[str, list[RecordedClaim]] = {}
+    for n, document in enumerate(documents, 1):
+        at: dt.datetime = document.claim.submitted_at  # type: ignore[assignment]
+        years.setdefault(document.person.person_id, []).append(RecordedClaim(
+            document, at, at + dt.timedelta(hours=2) if n % 20 == 0 else None, (ZERO, ZERO, ZERO, ZERO),
+            document.claim.total, ZERO, document.claim.total))
     walls, cpus = [], []
     for _ in range(repeat):
-        ledger, settled = Ledger(), []
+        replayer, replayed = Replayer(policy), []
         gc.collect()
         gc.disable()  # as the simulation replays a range
         try:
             wall, cpu = time.perf_counter(), time.process_time()
-            for n, document in enumerate(documents, 1):
-                settled.append((ledger.settle(policy, document), ledger.deltas[document.claim.claim_id]))
-                if n % 20 == 0:
-                    ledger.reverse(document.claim.claim_id)
+            for person_id, year in years.items():
+                replayed.append(replayer.person_year(person_id, year))
             walls.append(time.perf_counter() - wall)
             cpus.append(time.process_time() - cpu)
         finally:
             gc.enable()
-    digest = hashlib.sha256()
-    for document, deltas in settled:
-        digest.update(document.to_json())
-        for _, delta in deltas:
+    paid = {claim.claim.document.claim.claim_id: claim.paid for year in replayed for claim in year.claims}
+    ledger, digest = Ledger(), hashlib.sha256()  # the same claims again, for what they wrote
+    for n, document in enumerate(documents, 1):
+        settled = ledger.settle(policy, document)
+        assert tuple(layer.amount for layer in settled.layers) == paid[document.claim.claim_id]
+        digest.update(settled.to_json())
+        for _, delta in ledger.deltas[document.claim.claim_id]:
             digest.update(orjson.dumps(delta.model_dump(mode="json")))
+        if n % 20 == 0:  # before the person's next claim, as in the replay
+            ledger.reverse(document.claim.claim_id)
     return {"claims": claims, "policy": policy.policy, "repeat": repeat,
             "us_per_claim": {"wall": round(min(walls) / claims * 1e6, 1), "cpu": round(min(cpus) / claims * 1e6, 1)},
             "runs_wall_s": [round(w, 2) for w in walls], "load_average": [round(x, 2) for x in os.getloadavg()],

@@ -83,8 +83,8 @@ def settle_assistance(policy: Policy, document: SettlementDocument, accumulator:
         reason = "不属于医疗救助对象" if not document.person.categories else (
             "所属类别（" + "、".join(CATEGORY_NAMES[c] for c in document.person.categories) + "）本统筹区不予救助"
         )
-        layer = Layer(layer=LayerName.ASSISTANCE, amount=ZERO, explanation=f"医疗救助：{reason}，本次救助 0.00 元。")
-        return LayerOutcome(document=document.with_layer(layer), delta=AssistanceAccumulator())
+        layer = Layer.of(layer=LayerName.ASSISTANCE, amount=ZERO, explanation=f"医疗救助：{reason}，本次救助 0.00 元。")
+        return LayerOutcome.of(document, layer, AssistanceAccumulator.of())
 
     ceiling = fund_share_room(policy.fund_share_cap, document.breakdown.total, basic, serious)
     candidates = [(*_candidate(policy, c, base, document.breakdown.total, ceiling, accumulator), c)
@@ -93,9 +93,9 @@ def settle_assistance(policy: Policy, document: SettlementDocument, accumulator:
     notes = [f"救助基数（政策范围内个人负担）{yuan(base)} 元", shown]
     if len(candidates) > 1:
         notes.append(f"同时属于多个类别，按最有利的{CATEGORY_NAMES[chosen]}标准")
-    layer = Layer(
+    layer = Layer.of(
         layer=LayerName.ASSISTANCE,
         amount=amount,
         explanation="医疗救助：" + "；".join(notes) + f"。医疗救助支付 {yuan(amount)} 元。",
     )
-    return LayerOutcome(document=document.with_layer(layer), delta=AssistanceAccumulator(paid=amount, due=own))
+    return LayerOutcome.of(document, layer, AssistanceAccumulator.of(paid=amount, due=own))

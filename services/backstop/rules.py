@@ -23,8 +23,8 @@ class BackstopAccumulator(Counters):
 
 
 def _zero(document: SettlementDocument, reason: str, delta: BackstopAccumulator) -> LayerOutcome:
-    layer = Layer(layer=LayerName.BACKSTOP, amount=ZERO, explanation=f"政府兜底：{reason}，本次兜底 0.00 元。")
-    return LayerOutcome(document=document.with_layer(layer), delta=delta)
+    layer = Layer.of(layer=LayerName.BACKSTOP, amount=ZERO, explanation=f"政府兜底：{reason}，本次兜底 0.00 元。")
+    return LayerOutcome.of(document, layer, delta)
 
 
 def settle_backstop(policy: Policy, document: SettlementDocument, accumulator: BackstopAccumulator) -> LayerOutcome:
@@ -33,7 +33,7 @@ def settle_backstop(policy: Policy, document: SettlementDocument, accumulator: B
     claim, level = document.claim, document.hospital.level
     remaining = max(ZERO, document.breakdown.compliant - document.funds_so_far())
     counts = claim.visit_type in rules.visit_types
-    carried = BackstopAccumulator(burden=remaining) if counts else BackstopAccumulator()
+    carried = BackstopAccumulator.of(burden=remaining) if counts else BackstopAccumulator.of()
     if not rules.enabled:
         return _zero(document, rules.disabled_reason, carried)
     if not counts:
@@ -54,12 +54,9 @@ def settle_backstop(policy: Policy, document: SettlementDocument, accumulator: B
         notes.append(f"{yuan(before)} + {yuan(remaining)} - {yuan(cap)} = {yuan(amount)}")
     else:
         notes.append("累计未超过上限")
-    layer = Layer(
+    layer = Layer.of(
         layer=LayerName.BACKSTOP,
         amount=amount,
         explanation="政府兜底：" + "；".join(notes) + f"。政府兜底支付 {yuan(amount)} 元。",
     )
-    return LayerOutcome(
-        document=document.with_layer(layer),
-        delta=BackstopAccumulator(burden=remaining - amount, paid=amount),
-    )
+    return LayerOutcome.of(document, layer, BackstopAccumulator.of(burden=remaining - amount, paid=amount))

@@ -73,7 +73,7 @@ def classify(items: list[Item], b_pre_self_pay: Decimal) -> Breakdown:
         over_limit += over
         within[item.category] += item.amount - over
     pre_self_pay = share(within["B"], b_pre_self_pay)
-    return Breakdown(
+    return Breakdown.of(
         total=total,
         self_pay=within["C"],
         over_limit_self_pay=over_limit,
@@ -186,8 +186,6 @@ def settle_basic(policy: Policy, document: SettlementDocument, accumulator: Basi
     delta_fields: dict[str, object] = {bucket: amount, bucket.replace("_paid", "_due"): own}
     if visit == "inpatient":
         delta_fields["admissions"] = {rules.inpatient.admissions_count_as.get(level, level): Decimal(1)}
-    layer = Layer(layer=LayerName.BASIC, amount=amount, explanation=explanation)
-    return LayerOutcome(
-        document=document.with_layer(layer, breakdown=breakdown, deductible=deductible),
-        delta=BasicAccumulator(**delta_fields),
-    )
+    layer = Layer.of(layer=LayerName.BASIC, amount=amount, explanation=explanation)
+    return LayerOutcome.of(document, layer, BasicAccumulator.of(**delta_fields), breakdown=breakdown,
+                           deductible=deductible)

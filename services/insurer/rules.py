@@ -56,12 +56,12 @@ def settle_serious_illness(
     basic = document.layer_amount(LayerName.BASIC)
 
     if claim.visit_type not in rules.visit_types:
-        layer = Layer(
+        layer = Layer.of(
             layer=LayerName.SERIOUS_ILLNESS,
             amount=ZERO,
             explanation=f"大病保险：{VISIT_NAMES[claim.visit_type]}费用不计入大病保险，本次支付 0.00 元。",
         )
-        return LayerOutcome(document=document.with_layer(layer), delta=SeriousIllnessAccumulator())
+        return LayerOutcome.of(document, layer, SeriousIllnessAccumulator.of())
 
     this = max(ZERO, document.breakdown.compliant - basic)
     before, after = accumulator.base, accumulator.base + this
@@ -91,12 +91,9 @@ def settle_serious_illness(
     if ceiling is not None and amount > ceiling:
         notes.append(fund_share_note(policy.fund_share_cap, ceiling))  # type: ignore[arg-type]
         amount = ceiling
-    layer = Layer(
+    layer = Layer.of(
         layer=LayerName.SERIOUS_ILLNESS,
         amount=amount,
         explanation="大病保险：" + "；".join(notes) + f"。大病保险支付 {yuan(amount)} 元。",
     )
-    return LayerOutcome(
-        document=document.with_layer(layer),
-        delta=SeriousIllnessAccumulator(base=this, paid=amount),
-    )
+    return LayerOutcome.of(document, layer, SeriousIllnessAccumulator.of(base=this, paid=amount))

@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from medsettle import wire
-from medsettle.money import fen
+from medsettle.money import ZERO, fen
 from medsettle.wire import built
 
 MAX_AMOUNT = Decimal("1000000000")  # 10^9 yuan: far above any real bill
@@ -486,10 +486,10 @@ class SettlementDocument(Frozen):
         return self.kind == "cancel" and self.failure is not None
 
     def layer_amount(self, name: LayerName) -> Decimal:
-        return sum((layer.amount for layer in self.layers if layer.layer == name), Decimal("0.00"))
+        return sum((layer.amount for layer in self.layers if layer.layer == name), ZERO)
 
     def funds_so_far(self) -> Decimal:
-        return sum((layer.amount for layer in self.layers), Decimal("0.00"))
+        return sum((layer.amount for layer in self.layers), ZERO)
 
     def with_layer(self, layer: Layer, **changes: Any) -> SettlementDocument:
         """This document with ``layer`` (replacing one of the same name) and ``changes``, as

@@ -103,11 +103,9 @@ def _inpatient_deductible(
     return fen(deductible), notes
 
 
-def _banded(above: Decimal, ratio: Decimal, rules: Inpatient) -> tuple[Decimal, str]:
-    """Pay on the part above the deductible, with ratio bands if any (what it
-    pays, and the bands as the explanation shows them)."""
-    pieces = parts(bands_above(ratio, [(band.above, band.extra_points) for band in rules.ratio_bands]), ZERO, above)
-    return banded(pieces), shown(pieces)
+def _banded(above: Decimal, ratio: Decimal, rules: Inpatient) -> list[tuple[Decimal, Decimal]]:
+    """The part above the deductible in each ratio band, at its ratio (one band without ``ratio_bands``)."""
+    return parts(bands_above(ratio, [(band.above, band.extra_points) for band in rules.ratio_bands]), ZERO, above)
 
 
 def settle_basic(policy: Policy, document: SettlementDocument, accumulator: BasicAccumulator) -> LayerOutcome:
@@ -140,8 +138,9 @@ def settle_basic(policy: Policy, document: SettlementDocument, accumulator: Basi
         notes += ratio_notes
         deductible = min(full_deductible, compliant)
         above = compliant - deductible
-        amount, shown = _banded(above, ratio, ip)
-        formula = f"({yuan(compliant)} - {yuan(deductible)}) 分段：{shown}" if ip.ratio_bands else (
+        pieces = _banded(above, ratio, ip)
+        amount = banded(pieces)
+        formula = f"({yuan(compliant)} - {yuan(deductible)}) 分段：{shown(pieces)}" if ip.ratio_bands else (
             f"({yuan(compliant)} - {yuan(deductible)}) × {pct(ratio)}"
         )
         notes.append(f"{formula} = {yuan(amount)}")

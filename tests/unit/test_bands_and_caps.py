@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from medsettle.bands import banded, bands_above, bands_upto, parts, raised, shown
 from medsettle.caps import fund_share_note, fund_share_room, within_annual_caps
-from medsettle.money import ZERO, fen, share
+from medsettle.money import ZERO, fen, share, yuan
 
 D = Decimal
 SETTINGS = settings(max_examples=300, deadline=None, database=None)
@@ -129,3 +129,10 @@ def test_a_years_payments_are_min_cap_due_whenever_the_claim_could_pay_the_diffe
 def test_the_fund_share_room_is_what_the_earlier_layers_left_of_the_share(total, cap, earlier) -> None:
     room = fund_share_room(cap, total, *earlier)
     assert room == max(ZERO, share(total, cap) - sum(earlier, ZERO))
+
+
+@SETTINGS
+@given(st.decimals(allow_nan=False, allow_infinity=False, min_value=-10**12, max_value=10**12, places=6)
+       | st.integers(-10**9, 10**9).map(lambda n: D(n).scaleb(-3)) | st.integers(0, 10**6).map(D))
+def test_yuan_writes_the_fen_rounded_amount_with_two_decimals(amount) -> None:
+    assert yuan(amount) == f"{fen(amount):.2f}"

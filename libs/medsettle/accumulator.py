@@ -26,8 +26,9 @@ class Counters(BaseModel):
         """A delta a rule computed (``Decimal`` counters, mappings of name →
         ``Decimal``), built without validating again: what ``cls(**counts)``
         gives, the other counters at their defaults and only ``counts`` set
-        (``add`` skips a delta of defaults only). The rules build a delta per
-        layer and claim; validating it cost more than computing it."""
+        (``add`` skips a delta of defaults only; the model validators, which
+        read older stored states, do not run). Every layer of every claim
+        makes one (tests/bench/test_fast_paths.py checks it against validation)."""
         defaults, mappings = _defaults(cls)
         values = {**defaults, **counts}
         if len(values) != len(defaults):

@@ -19,6 +19,18 @@ report's "actual" side is meaningless here, the "simulated" side is real.
 
     python -m deploy.simulate_bench [--claims 1000000] [--workers 0] [--database-url URL] [--keep]
     python -m deploy.simulate_bench --database-url URL --reuse DATABASE   # a year kept with --keep
+    python -m deploy.simulate_bench --in-memory 20000 [--repeat 3] [--policy FILE]
+
+``--in-memory N``: only the four layer functions, the part of a worker's
+CPU that is the layer code, measured apart from PostgreSQL and the replay:
+N claims of the same year (made in Python the way ``GENERATE`` makes them,
+and read as documents before the clock starts), one in twenty reversed two
+hours after its settle, are replayed person by person by the simulation's
+own ``Replayer`` in one process; it prints the best of ``--repeat`` runs in
+µs a claim (wall and CPU) and a SHA-256 of every settled document's JSON
+and every delta's (the same claims settled again through
+``services.pipeline.Ledger``, untimed), so that two versions of the layer
+code can be shown to settle every claim alike.
 
 The database: ``--database-url``, else ``DATABASE_URL`` or
 ``TEST_DATABASE_URL``, else an embedded PostgreSQL in a temporary folder; a
@@ -30,21 +42,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
+import gc
+import hashlib
 import os
+import random
 import resource
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
 
+from medsettle.contract import SettlementDocument
 from medsettle.db import create_pool, migrate
-from medsettle.policy import load_policy
+from medsettle.money import ZERO
+from medsettle.policy import Policy, load_policy
 from medsettle.settings import ROOT
 from services.simulation.runner import Request, simulate
 
@@ -126,6 +145,92 @@ SELECT claim_id, hospital_code, level, person_id, '340421-2024', visit, day,
        settled_at, settled_at, CASE WHEN n % 20 = 0 THEN settled_at + interval '2 hours' END
   FROM d
 """
+
+
+LEVELS = ("village", "township", "county", "county", "city", "province", "out_of_province")
+HOSPITAL_CODES = {"village": "H3404210010", "township": "H3404210011", "county": "H3404210001",
+                  "city": "H3404000001", "province": "H3400000001", "out_of_province": "H3100000001"}
+SCALES = {"inpatient": 2500000, "outpatient": 15000, "chronic_outpatient": 80000}
+KINDS = (["poverty_registered"], ["subsistence"], ["extreme_poverty"], ["monitored"],
+         ["poverty_registered", "subsistence"], [], [], [], [], [])
+CHINA = dt.timezone(dt.timedelta(hours=8))
+
+
+def in_memory_year(claims: int, policy: Policy, seed: int = 2024) -> list[dict]:
+    """The documents ``GENERATE`` makes, made in Python (its own random numbers)."""
+    rng = random.Random(seed)
+    persons = max(1, claims // 3)
+    start, step = dt.datetime(2024, 1, 1, 8, tzinfo=CHINA), dt.timedelta(seconds=31536000 / claims)
+    found = []
+    for n in range(1, claims + 1):
+        person_id, categories = f"3404211980{n % persons:08d}", KINDS[(n % persons) % 10]
+        level = rng.choice(LEVELS)
+        draw = rng.randrange(10)
+        visit = "inpatient" if draw < 6 else "outpatient" if draw < 9 else "chronic_outpatient"
+        scale, at = SCALES[visit], start + (n - 1) * step
+        day = at.date()
+        amounts = [Decimal(rng.randrange(scale) + 100) / 100, Decimal(rng.randrange(scale)) / 200,
+                   Decimal(rng.randrange(scale)) / 400, Decimal(rng.randrange(scale)) / 1000]
+        items = [{"code": code, "name": name, "category": code[1], "quantity": "1", "unit_price": f"{price:.2f}",
+                  "amount": f"{price:.2f}", "limit_price": None}
+                 for (code, name), amount in zip((("XA01", "甲类药品"), ("XA02", "甲类检查"), ("XB01", "乙类药品"),
+                                                  ("XC01", "丙类自费")), amounts)
+                 for price in [amount.quantize(Decimal("0.01"), ROUND_HALF_UP)]]
+        found.append({
+            "kind": "settle", "policy": policy.policy,
+            "claim": {"type": "settle", "claim_id": f"BENCH-{n}", "hospital_code": HOSPITAL_CODES[level],
+                      "person_id": person_id, "visit_type": visit,
+                      "admitted_on": (day - dt.timedelta(days=6)).isoformat() if visit == "inpatient" else None,
+                      "discharged_on": day.isoformat(), "referral": n % 2 == 0, "injury": False,
+                      "diagnosis_codes": ["I63.900"], "items": items, "submitted_at": at.isoformat()},
+            "person": {"person_id": person_id, "region": policy.region, "categories": categories,
+                       "favoured": policy.favoured(categories)},
+            "hospital": {"hospital_code": HOSPITAL_CODES[level], "level": level, "name": f"{level} 医院"},
+            "received_at": at.isoformat(),
+        })
+    return found
+
+
+def layers_bench(claims: int, repeat: int, policy_file: Path) -> dict:
+    """``--in-memory``: the four layer functions alone (see the module's doc)."""
+    from services.pipeline import Ledger  # the layers' in-memory pipeline, for the digest
+    from services.simulation.replay import RecordedClaim, Replayer
+
+    policy = load_policy(policy_file)
+    documents = [SettlementDocument.model_validate(body) for body in in_memory_year(claims, policy)]
+    years: dict[str, list[RecordedClaim]] = {}
+    for n, document in enumerate(documents, 1):
+        at: dt.datetime = document.claim.submitted_at  # type: ignore[assignment]
+        years.setdefault(document.person.person_id, []).append(RecordedClaim(
+            document, at, at + dt.timedelta(hours=2) if n % 20 == 0 else None, (ZERO, ZERO, ZERO, ZERO),
+            document.claim.total, ZERO, document.claim.total))
+    walls, cpus = [], []
+    for _ in range(repeat):
+        replayer, replayed = Replayer(policy), []
+        gc.collect()
+        gc.disable()  # as the simulation replays a range
+        try:
+            wall, cpu = time.perf_counter(), time.process_time()
+            for person_id, year in years.items():
+                replayed.append(replayer.person_year(person_id, year))
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+        finally:
+            gc.enable()
+    paid = {claim.claim.document.claim.claim_id: claim.paid for year in replayed for claim in year.claims}
+    ledger, digest = Ledger(), hashlib.sha256()  # the same claims again, for what they wrote
+    for n, document in enumerate(documents, 1):
+        settled = ledger.settle(policy, document)
+        assert tuple(layer.amount for layer in settled.layers) == paid[document.claim.claim_id]
+        digest.update(settled.to_json())
+        for _, delta in ledger.deltas[document.claim.claim_id]:
+            digest.update(orjson.dumps(delta.model_dump(mode="json")))
+        if n % 20 == 0:  # before the person's next claim, as in the replay
+            ledger.reverse(document.claim.claim_id)
+    return {"claims": claims, "policy": policy.policy, "repeat": repeat,
+            "us_per_claim": {"wall": round(min(walls) / claims * 1e6, 1), "cpu": round(min(cpus) / claims * 1e6, 1)},
+            "runs_wall_s": [round(w, 2) for w in walls], "load_average": [round(x, 2) for x in os.getloadavg()],
+            "sha256": digest.hexdigest()}
 
 
 def _with_database(url: str, database: str) -> str:
@@ -266,7 +371,14 @@ def main(argv: list[str]) -> int:
                         help="simulate the year a run with --keep left in DATABASE (on --database-url's server) "
                              "instead of generating one; --claims is then ignored")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "simulate.json")
+    parser.add_argument("--in-memory", type=int, metavar="N",
+                        help="only the four layer functions over N claims in memory, no PostgreSQL (prints JSON)")
+    parser.add_argument("--repeat", type=int, default=3, help="with --in-memory: runs, the best reported")
+    parser.add_argument("--policy", type=Path, default=POLICY, help="with --in-memory: the policy file")
     args = parser.parse_args(argv)
+    if args.in_memory:
+        print(orjson.dumps(layers_bench(args.in_memory, args.repeat, args.policy), option=orjson.OPT_INDENT_2).decode())
+        return 0
     if args.reuse and not args.database_url:
         parser.error("--reuse needs the server the database was kept on: --database-url")
     with contextlib.ExitStack() as stack:

@@ -19,7 +19,7 @@ import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import orjson
 from pydantic import (
@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from medsettle import wire
-from medsettle.money import fen
+from medsettle.money import ZERO, fen
 from medsettle.wire import built
 
 MAX_AMOUNT = Decimal("1000000000")  # 10^9 yuan: far above any real bill
@@ -116,6 +116,17 @@ Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @classmethod
+    def of(cls, **values: Any) -> Self:
+        """What ``cls(**values)`` gives when every field is given and already
+        valid (a rule computed it from validated values: a layer, a
+        breakdown), built without validating again; a missing or unknown
+        field is a ``TypeError``. Every layer of every claim makes some."""
+        if values.keys() != cls.__pydantic_fields__.keys():
+            raise TypeError(f"{cls.__name__} needs exactly the fields {sorted(cls.__pydantic_fields__)}, "
+                            f"not {sorted(values)}")
+        return built(cls, values)  # type: ignore[no-any-return]
 
 
 class Strict(BaseModel):
@@ -474,10 +485,10 @@ class SettlementDocument(Frozen):
         return self.kind == "cancel" and self.failure is not None
 
     def layer_amount(self, name: LayerName) -> Decimal:
-        return sum((layer.amount for layer in self.layers if layer.layer == name), Decimal("0.00"))
+        return sum((layer.amount for layer in self.layers if layer.layer == name), ZERO)
 
     def funds_so_far(self) -> Decimal:
-        return sum((layer.amount for layer in self.layers), Decimal("0.00"))
+        return sum((layer.amount for layer in self.layers), ZERO)
 
     def with_layer(self, layer: Layer, **changes: Any) -> SettlementDocument:
         """This document with ``layer`` (replacing one of the same name) and ``changes``, as

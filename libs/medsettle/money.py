@@ -11,7 +11,7 @@ HUNDRED = Decimal(100)
 
 def fen(amount: Decimal) -> Decimal:
     """Round to the fen, half up."""
-    return amount.quantize(FEN, rounding=ROUND_HALF_UP)
+    return amount.quantize(FEN, ROUND_HALF_UP)
 
 
 def share(amount: Decimal, percent: Decimal) -> Decimal:
@@ -20,8 +20,10 @@ def share(amount: Decimal, percent: Decimal) -> Decimal:
 
 
 def yuan(amount: Decimal) -> str:
-    """The contract's form of an amount: a decimal string with two decimals."""
-    return f"{fen(amount):.2f}"
+    """The contract's form of an amount: a decimal string with two decimals
+    (``str`` of a Decimal with two decimals is its ``:.2f``, and quicker:
+    every explanation writes a dozen amounts)."""
+    return str(amount.quantize(FEN, ROUND_HALF_UP))
 
 
 def pct(percent: Decimal) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import model_validator
 
 from medsettle.accumulator import Counters, LayerOutcome
+from medsettle.caps import fund_share_note, fund_share_room, within_annual_caps
 from medsettle.contract import CATEGORY_NAMES, Layer, LayerName, SettlementDocument
 from medsettle.money import ZERO, pct, share, yuan
 from medsettle.policy import Policy
@@ -54,15 +55,14 @@ def _candidate(policy: Policy, category: str, base: Decimal, total: Decimal, cei
         amount = rules.small_claim_cap
         notes.append(f"总费用不足 {yuan(rules.large_claim_from or ZERO)} 元，单次至多 {yuan(amount)} 元")
     if ceiling is not None and amount > ceiling:
-        notes.append(f"各项基金合计不超过总费用的 {pct(policy.fund_share_cap)}，本次至多 {yuan(ceiling)} 元")  # type: ignore[arg-type]
+        notes.append(fund_share_note(policy.fund_share_cap, ceiling))  # type: ignore[arg-type]
         amount = ceiling
     caps = [(cap, what) for cap, what in ((rule.annual_cap, "该类别年度封顶"), (rules.annual_cap, "年度封顶"))
             if cap is not None]
     own = min([amount, *(cap for cap, _ in caps)])  # what the claim is due, on its own within the caps
-    year = accumulator.due + own  # the year's payments without the caps, this claim included
-    for cap, _ in caps:
-        year = min(year, cap)
-    amount = max(ZERO, min(year - paid, base if ceiling is None else min(base, ceiling)))
+    # the year's payments without the caps, this claim included, within them
+    amount = within_annual_caps(accumulator.due + own, paid, [cap for cap, _ in caps],
+                                base if ceiling is None else min(base, ceiling))
     if amount < min(own, share(base, ratio)):
         for cap, what in caps:
             if min(own, share(base, ratio)) > max(ZERO, cap - paid):
@@ -83,20 +83,19 @@ def settle_assistance(policy: Policy, document: SettlementDocument, accumulator:
         reason = "不属于医疗救助对象" if not document.person.categories else (
             "所属类别（" + "、".join(CATEGORY_NAMES[c] for c in document.person.categories) + "）本统筹区不予救助"
         )
-        layer = Layer(layer=LayerName.ASSISTANCE, amount=ZERO, explanation=f"医疗救助：{reason}，本次救助 0.00 元。")
-        return LayerOutcome(document=document.with_layer(layer), delta=AssistanceAccumulator())
+        layer = Layer.of(layer=LayerName.ASSISTANCE, amount=ZERO, explanation=f"医疗救助：{reason}，本次救助 0.00 元。")
+        return LayerOutcome.of(document, layer, AssistanceAccumulator.of())
 
-    ceiling = None if policy.fund_share_cap is None else max(
-        ZERO, share(document.breakdown.total, policy.fund_share_cap) - basic - serious)
+    ceiling = fund_share_room(policy.fund_share_cap, document.breakdown.total, basic, serious)
     candidates = [(*_candidate(policy, c, base, document.breakdown.total, ceiling, accumulator), c)
                   for c in eligible]
     amount, own, shown, chosen = max(candidates, key=lambda c: c[0])
     notes = [f"救助基数（政策范围内个人负担）{yuan(base)} 元", shown]
     if len(candidates) > 1:
         notes.append(f"同时属于多个类别，按最有利的{CATEGORY_NAMES[chosen]}标准")
-    layer = Layer(
+    layer = Layer.of(
         layer=LayerName.ASSISTANCE,
         amount=amount,
         explanation="医疗救助：" + "；".join(notes) + f"。医疗救助支付 {yuan(amount)} 元。",
     )
-    return LayerOutcome(document=document.with_layer(layer), delta=AssistanceAccumulator(paid=amount, due=own))
+    return LayerOutcome.of(document, layer, AssistanceAccumulator.of(paid=amount, due=own))

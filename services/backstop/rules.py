@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from medsettle.accumulator import Counters, LayerOutcome
+from medsettle.caps import within_annual_caps
 from medsettle.contract import CATEGORY_NAMES, LEVEL_NAMES, VISIT_NAMES, Layer, LayerName, SettlementDocument
 from medsettle.money import ZERO, yuan
 from medsettle.policy import Policy
@@ -22,8 +23,8 @@ class BackstopAccumulator(Counters):
 
 
 def _zero(document: SettlementDocument, reason: str, delta: BackstopAccumulator) -> LayerOutcome:
-    layer = Layer(layer=LayerName.BACKSTOP, amount=ZERO, explanation=f"政府兜底：{reason}，本次兜底 0.00 元。")
-    return LayerOutcome(document=document.with_layer(layer), delta=delta)
+    layer = Layer.of(layer=LayerName.BACKSTOP, amount=ZERO, explanation=f"政府兜底：{reason}，本次兜底 0.00 元。")
+    return LayerOutcome.of(document, layer, delta)
 
 
 def settle_backstop(policy: Policy, document: SettlementDocument, accumulator: BackstopAccumulator) -> LayerOutcome:
@@ -32,7 +33,7 @@ def settle_backstop(policy: Policy, document: SettlementDocument, accumulator: B
     claim, level = document.claim, document.hospital.level
     remaining = max(ZERO, document.breakdown.compliant - document.funds_so_far())
     counts = claim.visit_type in rules.visit_types
-    carried = BackstopAccumulator(burden=remaining) if counts else BackstopAccumulator()
+    carried = BackstopAccumulator.of(burden=remaining) if counts else BackstopAccumulator.of()
     if not rules.enabled:
         return _zero(document, rules.disabled_reason, carried)
     if not counts:
@@ -43,7 +44,8 @@ def settle_backstop(policy: Policy, document: SettlementDocument, accumulator: B
 
     cap = rules.annual_cap_by_level[level]
     before = accumulator.burden
-    amount = min(remaining, max(ZERO, before + remaining - cap))
+    # the person bears this year at most the cap; the backstop pays the rest of this claim's burden
+    amount = remaining - within_annual_caps(before + remaining, before, (cap,))
     notes = [
         f"本次政策范围内个人负担 {yuan(remaining)} 元，年度累计 {yuan(before)} 元",
         f"{LEVEL_NAMES[level]}医疗机构年度个人负担上限 {yuan(cap)} 元",
@@ -52,12 +54,9 @@ def settle_backstop(policy: Policy, document: SettlementDocument, accumulator: B
         notes.append(f"{yuan(before)} + {yuan(remaining)} - {yuan(cap)} = {yuan(amount)}")
     else:
         notes.append("累计未超过上限")
-    layer = Layer(
+    layer = Layer.of(
         layer=LayerName.BACKSTOP,
         amount=amount,
         explanation="政府兜底：" + "；".join(notes) + f"。政府兜底支付 {yuan(amount)} 元。",
     )
-    return LayerOutcome(
-        document=document.with_layer(layer),
-        delta=BackstopAccumulator(burden=remaining - amount, paid=amount),
-    )
+    return LayerOutcome.of(document, layer, BackstopAccumulator.of(burden=remaining - amount, paid=amount))

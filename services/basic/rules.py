@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import model_validator
 
 from medsettle.accumulator import Counters, LayerOutcome
+from medsettle.bands import banded, bands_above, parts, shown
+from medsettle.caps import fund_share_room, within_annual_caps
 from medsettle.contract import (
     LEVEL_NAMES,
     VISIT_NAMES,
@@ -71,7 +73,7 @@ def classify(items: list[Item], b_pre_self_pay: Decimal) -> Breakdown:
         over_limit += over
         within[item.category] += item.amount - over
     pre_self_pay = share(within["B"], b_pre_self_pay)
-    return Breakdown(
+    return Breakdown.of(
         total=total,
         self_pay=within["C"],
         over_limit_self_pay=over_limit,
@@ -101,21 +103,9 @@ def _inpatient_deductible(
     return fen(deductible), notes
 
 
-def _banded(above: Decimal, ratio: Decimal, rules: Inpatient) -> tuple[Decimal, str]:
-    """Pay on the part above the deductible, with ratio bands if any."""
-    if not rules.ratio_bands:
-        return fen(above * ratio / 100), f"{yuan(above)} × {pct(ratio)}"
-    pieces: list[tuple[Decimal, Decimal]] = []
-    edges = [(ZERO, ZERO)] + [(band.above, band.extra_points) for band in rules.ratio_bands]
-    for index, (start, extra) in enumerate(edges):
-        end = edges[index + 1][0] if index + 1 < len(edges) else None
-        if above <= start:
-            break
-        part = (min(above, end) if end is not None else above) - start
-        pieces.append((part, clamp(ratio + extra, ZERO, Decimal(100))))
-    amount = fen(sum((part * r / 100 for part, r in pieces), ZERO))
-    shown = " + ".join(f"{yuan(part)} × {pct(r)}" for part, r in pieces)
-    return amount, shown
+def _banded(above: Decimal, ratio: Decimal, rules: Inpatient) -> list[tuple[Decimal, Decimal]]:
+    """The part above the deductible in each ratio band, at its ratio (one band without ``ratio_bands``)."""
+    return parts(bands_above(ratio, [(band.above, band.extra_points) for band in rules.ratio_bands]), ZERO, above)
 
 
 def settle_basic(policy: Policy, document: SettlementDocument, accumulator: BasicAccumulator) -> LayerOutcome:
@@ -148,8 +138,9 @@ def settle_basic(policy: Policy, document: SettlementDocument, accumulator: Basi
         notes += ratio_notes
         deductible = min(full_deductible, compliant)
         above = compliant - deductible
-        amount, shown = _banded(above, ratio, ip)
-        formula = f"({yuan(compliant)} - {yuan(deductible)}) 分段：{shown}" if ip.ratio_bands else (
+        pieces = _banded(above, ratio, ip)
+        amount = banded(pieces)
+        formula = f"({yuan(compliant)} - {yuan(deductible)}) 分段：{shown(pieces)}" if ip.ratio_bands else (
             f"({yuan(compliant)} - {yuan(deductible)}) × {pct(ratio)}"
         )
         notes.append(f"{formula} = {yuan(amount)}")
@@ -169,17 +160,14 @@ def settle_basic(policy: Policy, document: SettlementDocument, accumulator: Basi
             "chronic_outpatient_paid",
         )
 
-    if policy.fund_share_cap is not None:
-        ceiling = share(breakdown.total, policy.fund_share_cap)
-        if amount > ceiling:
-            notes.append(f"各项基金合计不超过总费用的 {pct(policy.fund_share_cap)}（{yuan(ceiling)} 元）")
-            amount = ceiling
+    ceiling = fund_share_room(policy.fund_share_cap, breakdown.total)
+    if ceiling is not None and amount > ceiling:
+        notes.append(f"各项基金合计不超过总费用的 {pct(policy.fund_share_cap)}（{yuan(ceiling)} 元）")  # type: ignore[arg-type]
+        amount = ceiling
     own = amount  # this claim's amount before the annual limit
     due = getattr(accumulator, bucket.replace("_paid", "_due"))
-    owed = min(limit, due + own) - paid  # the year's payments with this claim, less those made
-    most = min(compliant - deductible, share(breakdown.total, policy.fund_share_cap)
-               if policy.fund_share_cap is not None else compliant)
-    amount = max(ZERO, min(owed, most))
+    most = min(compliant - deductible, compliant if ceiling is None else ceiling)
+    amount = within_annual_caps(due + own, paid, (limit,), most)
     if amount < own:
         room = max(ZERO, limit - paid)
         notes.append(
@@ -197,8 +185,6 @@ def settle_basic(policy: Policy, document: SettlementDocument, accumulator: Basi
     delta_fields: dict[str, object] = {bucket: amount, bucket.replace("_paid", "_due"): own}
     if visit == "inpatient":
         delta_fields["admissions"] = {rules.inpatient.admissions_count_as.get(level, level): Decimal(1)}
-    layer = Layer(layer=LayerName.BASIC, amount=amount, explanation=explanation)
-    return LayerOutcome(
-        document=document.with_layer(layer, breakdown=breakdown, deductible=deductible),
-        delta=BasicAccumulator(**delta_fields),
-    )
+    layer = Layer.of(layer=LayerName.BASIC, amount=amount, explanation=explanation)
+    return LayerOutcome.of(document, layer, BasicAccumulator.of(**delta_fields), breakdown=breakdown,
+                           deductible=deductible)

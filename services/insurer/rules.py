@@ -17,8 +17,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 from medsettle.accumulator import Counters, LayerOutcome
+from medsettle.bands import Band, banded, bands_upto, parts, shown
+from medsettle.caps import fund_share_note, fund_share_room, within_annual_caps
 from medsettle.contract import VISIT_NAMES, Layer, LayerName, SettlementDocument
-from medsettle.money import ZERO, clamp, fen, pct, share, yuan
+from medsettle.money import ZERO, yuan
 from medsettle.policy import Policy, SeriousIllnessPolicy
 
 
@@ -27,38 +29,21 @@ class SeriousIllnessAccumulator(Counters):
     paid: Decimal = ZERO
 
 
-def band_ratios(rules: SeriousIllnessPolicy, favoured: bool) -> list[tuple[Decimal, Decimal | None, Decimal]]:
-    """(lower, upper, ratio) of each band, on the amount above the threshold."""
-    extra = rules.favoured_extra_points if favoured else ZERO
-    bands, lower = [], ZERO
-    for band in rules.bands:
-        bands.append((lower, band.upto, clamp(band.ratio + extra, ZERO, Decimal(100))))
-        lower = band.upto if band.upto is not None else lower
-    return bands
+def serious_illness_bands(rules: SeriousIllnessPolicy, favoured: bool) -> list[Band]:
+    """The bands of the amount above the threshold, favoured people's raised by their points."""
+    return bands_upto([(band.upto, band.ratio) for band in rules.bands],
+                      rules.favoured_extra_points if favoured else ZERO)
+
+
+def _above_threshold(rules: SeriousIllnessPolicy, favoured: bool, accumulated: Decimal) -> list[tuple[Decimal, Decimal]]:
+    """The parts of the accumulated base above the threshold in each band."""
+    threshold = rules.favoured_threshold if favoured else rules.threshold
+    return parts(serious_illness_bands(rules, favoured), ZERO, max(ZERO, accumulated - threshold))
 
 
 def banded_payment(rules: SeriousIllnessPolicy, favoured: bool, accumulated: Decimal) -> Decimal:
     """F: what the fund pays in all on an accumulated base (fen-rounded)."""
-    threshold = rules.favoured_threshold if favoured else rules.threshold
-    above = max(ZERO, accumulated - threshold)
-    total = ZERO
-    for lower, upper, ratio in band_ratios(rules, favoured):
-        if above <= lower:
-            break
-        part = (min(above, upper) if upper is not None else above) - lower
-        total += part * ratio / 100
-    return fen(total)
-
-
-def _bands_crossed(rules: SeriousIllnessPolicy, favoured: bool, threshold: Decimal, before: Decimal, after: Decimal) -> str:
-    pieces = []
-    start, end = max(ZERO, before - threshold), max(ZERO, after - threshold)
-    for lower, upper, ratio in band_ratios(rules, favoured):
-        low = max(start, lower)
-        high = min(end, upper) if upper is not None else end
-        if high > low:
-            pieces.append(f"{yuan(high - low)} × {pct(ratio)}")
-    return " + ".join(pieces)
+    return banded(_above_threshold(rules, favoured, accumulated))
 
 
 def settle_serious_illness(
@@ -71,18 +56,19 @@ def settle_serious_illness(
     basic = document.layer_amount(LayerName.BASIC)
 
     if claim.visit_type not in rules.visit_types:
-        layer = Layer(
+        layer = Layer.of(
             layer=LayerName.SERIOUS_ILLNESS,
             amount=ZERO,
             explanation=f"大病保险：{VISIT_NAMES[claim.visit_type]}费用不计入大病保险，本次支付 0.00 元。",
         )
-        return LayerOutcome(document=document.with_layer(layer), delta=SeriousIllnessAccumulator())
+        return LayerOutcome.of(document, layer, SeriousIllnessAccumulator.of())
 
     this = max(ZERO, document.breakdown.compliant - basic)
     before, after = accumulator.base, accumulator.base + this
     threshold = rules.favoured_threshold if favoured else rules.threshold
-    due = banded_payment(rules, favoured, after)  # what the fund owes the person for the year, this claim included
-    amount = min(this, max(ZERO, due - accumulator.paid))
+    pieces = _above_threshold(rules, favoured, after)
+    due = banded(pieces)  # F: what the fund owes the person for the year, this claim included
+    amount = within_annual_caps(due, accumulator.paid, most=this)
     who = "困难群众" if favoured else ""
     notes = [
         f"本次合规自付 {yuan(this)} 元（{yuan(document.breakdown.compliant)} - {yuan(basic)}），"
@@ -92,27 +78,22 @@ def settle_serious_illness(
     if after <= threshold:
         notes.append("累计未超过起付线")
     else:
-        crossed = _bands_crossed(rules, favoured, threshold, ZERO, after)
-        notes.append(f"年度累计进入起付线以上的部分分段：{crossed} = {yuan(due)}")
+        notes.append(f"年度累计进入起付线以上的部分分段：{shown(pieces)} = {yuan(due)}")
         notes.append(f"年度已支付 {yuan(accumulator.paid)} 元，本次 {yuan(due)} - {yuan(accumulator.paid)}"
                      + (f"，至多本次合规自付 {yuan(this)} 元" if due - accumulator.paid > this else "")
                      + f" = {yuan(amount)}")
     cap = rules.favoured_annual_cap if favoured else rules.annual_cap
-    if cap is not None and amount > max(ZERO, cap - accumulator.paid):
-        room = max(ZERO, cap - accumulator.paid)
-        notes.append(f"年度封顶 {yuan(cap)} 元，已支付 {yuan(accumulator.paid)} 元，本次支付 {yuan(room)} 元")
-        amount = room
-    if policy.fund_share_cap is not None:
-        ceiling = max(ZERO, share(document.breakdown.total, policy.fund_share_cap) - basic)
-        if amount > ceiling:
-            notes.append(f"各项基金合计不超过总费用的 {pct(policy.fund_share_cap)}，本次至多 {yuan(ceiling)} 元")
-            amount = ceiling
-    layer = Layer(
+    capped = within_annual_caps(due, accumulator.paid, (cap,), most=this)
+    if capped < amount:
+        notes.append(f"年度封顶 {yuan(cap)} 元，已支付 {yuan(accumulator.paid)} 元，本次支付 {yuan(capped)} 元")  # type: ignore[arg-type]
+        amount = capped
+    ceiling = fund_share_room(policy.fund_share_cap, document.breakdown.total, basic)
+    if ceiling is not None and amount > ceiling:
+        notes.append(fund_share_note(policy.fund_share_cap, ceiling))  # type: ignore[arg-type]
+        amount = ceiling
+    layer = Layer.of(
         layer=LayerName.SERIOUS_ILLNESS,
         amount=amount,
         explanation="大病保险：" + "；".join(notes) + f"。大病保险支付 {yuan(amount)} 元。",
     )
-    return LayerOutcome(
-        document=document.with_layer(layer),
-        delta=SeriousIllnessAccumulator(base=this, paid=amount),
-    )
+    return LayerOutcome.of(document, layer, SeriousIllnessAccumulator.of(base=this, paid=amount))

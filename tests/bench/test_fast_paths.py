@@ -87,3 +87,51 @@ def test_a_malformed_document_is_still_refused_by_validation() -> None:
     del raw["claim"]
     with pytest.raises(ValueError):
         SettlementDocument.trusted(raw)
+
+
+def test_the_in_memory_layers_bench_settles_the_same_year_alike_each_time() -> None:
+    """``python -m deploy.simulate_bench --in-memory N``: its digest is of
+    the claims' outcomes only, so two versions of the layers can be compared."""
+    from deploy.simulate_bench import POLICY, layers_bench
+
+    first, second = layers_bench(60, 2, POLICY), layers_bench(60, 1, POLICY)
+    assert first["sha256"] == second["sha256"] and first["claims"] == 60
+    assert len(first["runs_wall_s"]) == 2 and first["us_per_claim"]["cpu"] > 0
+
+
+@pytest.mark.parametrize("name", ["340421-2024", "150900-2024"])
+def test_what_the_layers_build_without_validation_equals_what_validation_builds(name: str) -> None:
+    """Each rule builds its layer, breakdown, delta and outcome from values it
+    computed (``Frozen.of``, ``Counters.of``, ``LayerOutcome.of``): validating
+    the same values again gives equal models, the same counters set and the
+    same JSON."""
+    from deploy.simulate_bench import in_memory_year
+
+    policy = PolicyBook(ROOT / "policies").by_id(name)
+    assert policy is not None
+    ledger, outcomes = Ledger(), []
+
+    def recording(apply):
+        def layer(policy, document, state):
+            outcomes.append(apply(policy, document, state))
+            return outcomes[-1]
+        return layer
+
+    ledger.layers = [(stage, recording(apply), kind) for stage, apply, kind in ledger.layers]
+    for n, body in enumerate(in_memory_year(300, policy), 1):
+        ledger.settle(policy, SettlementDocument.model_validate(body))
+        if n % 20 == 0:
+            ledger.reverse(body["claim"]["claim_id"])
+    assert len(outcomes) == 1200
+    for outcome in outcomes:
+        delta = outcome.delta
+        validated = type(delta)(**{field: getattr(delta, field) for field in delta.model_fields_set})
+        assert validated == delta and validated.model_fields_set == delta.model_fields_set
+        assert validated.model_dump_json() == delta.model_dump_json()
+        document = outcome.document
+        assert type(outcome).model_validate({"document": document, "delta": delta}) == outcome
+        for model in [*document.layers, document.breakdown]:
+            again = type(model).model_validate(model.model_dump())
+            assert again == model and again.model_dump_json() == model.model_dump_json()
+        assert SettlementDocument.model_validate(document.model_dump()) == document
+        assert document.to_json() == orjson.dumps(document.model_dump(mode="json"))

@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 from decimal import Decimal
-from types import SimpleNamespace
 
-from medsettle import topics
 from medsettle.contract import RejectionCode
 from services.assistance.app import AssistanceStage
 from services.backstop.app import BackstopStage
@@ -257,7 +255,8 @@ async def test_a_cancel_before_eligibility_has_read_the_settlement_failed_answer
     assert await accumulators(pipeline, person) == before
     assert len(pipeline.hospital.results[claim_id]) == 1  # the cancel is not answered
     # eligibility reads the SETTLEMENT_FAILED answer now, as its lane of his.settlements does
-    await stage.record_answers([SimpleNamespace(headers=[(topics.ANSWER_TO, f"undo:{claim_id}".encode())])])
+    async with stage.db.acquire() as c:
+        await eligibility_repo.record_answers(c, [(claim_id, 0, "failed")], {})
     assert (await next_answer(pipeline, cancel, 2)).rejection.code == RejectionCode.CLAIM_NOT_FOUND
     settled = await next_answer(pipeline, claim, 3)
     assert settled.status == "settled" and settled.serious_illness == D("3540.00")

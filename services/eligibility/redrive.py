@@ -148,11 +148,18 @@ class Redrive(Service):
 
     async def redrive_stuck(self) -> int:
         """Drive again every claim accepted or reversed that no stage has
-        answered, once the answers published before are recorded."""
-        if self.publisher is None or not await self.answers_recorded():
+        answered, once the answers published before are recorded: a claim is
+        judged as of then, so one answered while the round waited is not
+        taken for stuck."""
+        if self.publisher is None:
             return 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if not await self.answers_recorded():
+            return 0
+        waited = loop.time() - started
         async with self.db.acquire() as c:
-            stuck = await repo.stuck_claims(c, self.settings.stuck_after_seconds)
+            stuck = await repo.stuck_claims(c, self.settings.stuck_after_seconds + waited)
         if not stuck:
             return 0
         outgoing, unreadable = redrives(stuck)

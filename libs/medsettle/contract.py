@@ -476,7 +476,14 @@ class SettlementDocument(Frozen):
         """Idempotency key of this document at a stage: a compensation (the
         reversal of what the layers counted for a claim that failed) is
         ``undo:``; a claim sent again after a failure carries its attempt."""
-        kind = "undo" if self.kind == "cancel" and self.failure is not None else self.kind
+        return self._id("undo" if self.kind == "cancel" and self.failure is not None else self.kind)
+
+    @property
+    def compensation_id(self) -> str:
+        """The message id of the compensation of this claim's attempt, were it to fail."""
+        return self._id("undo")
+
+    def _id(self, kind: str) -> str:
         suffix = f"#{self.attempt}" if self.attempt else ""
         return f"{kind}:{self.claim.claim_id}{suffix}"
 
@@ -654,3 +661,8 @@ def rejection(
         rejection=Rejection(code=code, message=message),
         settled_at=at,
     )
+
+
+def not_found_message(claim_id: str, hospital_code: str) -> str:
+    """CLAIM_NOT_FOUND's message to a cancel that finds no settlement to reverse."""
+    return f"未找到医疗机构 {hospital_code} 已结算的单据 {claim_id}，无法撤销；请核对单据号和机构编码"

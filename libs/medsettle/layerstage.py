@@ -17,6 +17,10 @@ What ``decide`` does with each document:
   reversed; the document goes on carrying the original amounts. A
   compensation (a cancel carrying a ``failure``) takes back whatever this
   layer counted for the failed claim, and passes on when it counted nothing.
+  A cancel of an attempt whose compensation came through here before (one
+  eligibility took before it read the SETTLEMENT_FAILED answer) finds it
+  failed: it passes on untouched, counting nothing, and the settlement
+  stage, which keeps the failure, answers it ``CLAIM_NOT_FOUND``.
 - A redelivered message re-publishes what was stored: a settle finds its
   layer's output, a cancel its inbox row. A claim sent again after a failure
   (a higher ``attempt``) is settled afresh; a settle of an earlier attempt
@@ -105,9 +109,10 @@ Batch = Sequence[tuple[SettlementDocument, dict[str, Any]]]
 
 
 def needs(batch: Batch) -> tuple[list[str], set[Key], list[str]]:
-    """What ``decide`` will look up: cancels' message ids, accumulators, claims' layers."""
+    """What ``decide`` will look up: cancels' message ids (and their attempts'
+    compensations'), accumulators, claims' layers."""
     return (
-        [d.message_id for d, _ in batch if d.kind == "cancel"],
+        [i for d, _ in batch if d.kind == "cancel" for i in (d.message_id, d.compensation_id)],
         {(d.person.person_id, d.claim.year) for d, _ in batch},
         [d.claim.claim_id for d, _ in batch if d.kind != "trial"],
     )
@@ -125,7 +130,8 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
     """The batch's decision, a pure function of the documents and what was stored.
 
     Raises ``Poison`` only for a cancel that finds nothing to reverse (a
-    cancel eligibility never sends for a claim that is not settled)."""
+    cancel eligibility never sends for a claim that is not settled) and
+    whose attempt has not failed."""
     done = dict(stored.answers)
     previous = stored.layers
     decision = Decision()
@@ -198,7 +204,8 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
             standing = (row is not None and row.status == "settled" and row.attempt == document.attempt
                         and claim_id not in decision.reversed_ids)  # a cancel and a compensation: reversed once
             if not standing:
-                if not document.compensating:
+                failed = document.compensation_id in done  # the attempt failed and was taken back here
+                if not document.compensating and not failed:
                     raise Poison(f"cancel of claim {claim_id}: no settled layer to reverse here")
                 body = document.to_json(claim_json=claim_json)  # this layer counted nothing for it
             else:

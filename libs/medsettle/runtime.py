@@ -81,6 +81,9 @@ LAG_REFRESH_SECONDS = 2.0
 
 RETRY_DELAYS = (0.05, 0.25, 1.0)
 
+END_OFFSETS_TIMEOUT = 10.0
+"""Seconds to wait for a topic's end offsets (a leader away: asked again later)."""
+
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
@@ -116,6 +119,8 @@ class Service(ABC):
         self.pool: asyncpg.Pool | None = None
         # Set by the Runtime: publishes outside a batch (an operator's decision, say).
         self.publisher: Callable[[Sequence[Outgoing]], Awaitable[None]] | None = None
+        # Set by the Runtime: the end offset of every partition of a topic the service reads.
+        self.end_offsets: Callable[[str], Awaitable[dict[int, int]]] | None = None
 
     @property
     def db(self) -> asyncpg.Pool:
@@ -301,6 +306,7 @@ class Runtime:
             description=f"one-stop settlement: {service.name}",
         )
         service.publisher = self.publish
+        service.end_offsets = self.end_offsets
         self.lanes = {topic: Lane(self, topic) for topic in service.subscriptions}  # their consumers give the lag
         # What the service reads and writes, for AsyncAPI (make docs): declared
         # on a broker that is never started, since the lanes do the consuming.
@@ -431,6 +437,20 @@ class Runtime:
             await asyncio.sleep(LAG_REFRESH_SECONDS)
             for topic in self.service.subscriptions:
                 await self.update_lag(topic)
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """The end offset (the next message's) of every partition of ``topic``,
+        one of the service's subscriptions, asked of the partitions' leaders
+        by its lane's consumer, whichever partitions the lane holds."""
+        lane = self.lanes.get(topic)
+        consumer = lane.consumer if lane is not None else None
+        partitions = consumer.partitions_for_topic(topic) if consumer is not None else None
+        if consumer is None or not partitions:
+            raise LookupError(f"the partitions of {topic} are not known yet")
+        ends = await asyncio.wait_for(
+            consumer.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)]),
+            END_OFFSETS_TIMEOUT)
+        return {tp.partition: offset for tp, offset in ends.items()}
 
     def _kafka_producer(self) -> Any:
         """The connected aiokafka producer under the faststream broker, if any."""

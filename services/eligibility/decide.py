@@ -40,6 +40,7 @@ from medsettle.contract import (
     RejectionCode,
     SettleClaim,
     SettlementDocument,
+    not_found_message,
 )
 from medsettle.policy import Policy
 from medsettle.runtime import Outgoing
@@ -187,8 +188,7 @@ class _Batch:
         row = self.known.get(claim.claim_id)
         failed = row is not None and (row.claim_id, row.attempt) in self.failed
         if row is None or row.hospital_code != claim.hospital_code or row.status == "review_rejected" or failed:
-            return self.reject(RejectionCode.CLAIM_NOT_FOUND,
-                               f"未找到医疗机构 {claim.hospital_code} 已结算的单据 {claim.claim_id}，无法撤销；请核对单据号和机构编码",
+            return self.reject(RejectionCode.CLAIM_NOT_FOUND, not_found_message(claim.claim_id, claim.hospital_code),
                                claim.claim_id, claim.hospital_code)
         document = SettlementDocument.from_json(row.document)
         decision = self.decision

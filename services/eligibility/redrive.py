@@ -9,11 +9,17 @@ and ``answered`` turns that into an attempt of a claim settled, reversed or
 failed, kept in eligibility's ``answers`` table. An accepted claim with no
 settled or failed answer for its attempt, or a reversed one with no reversed
 or failed answer, is stuck: its document (a cancel for a reversed claim) is
-published again on ``settlement.eligible``. Every stage is idempotent, so
-driving a claim again is always safe: each layer answers it with what it
-stored, and the settlement stage with the one-bill it stored, or, for an
-attempt that failed, with the compensation again, which is answered
-``SETTLEMENT_FAILED`` once through. A failed claim is driven again only while
+published again on ``settlement.eligible``. A claim is called stuck only
+once the answers published before the check are recorded: the reader
+records how far it has read each partition of ``his.settlements`` with the
+answers (``answer_offsets``), and a round waits for that to reach the
+topic's end offsets taken as it starts, or is skipped (a reader behind,
+after a restart say, would make claims answered long ago look stuck).
+
+Every stage is idempotent, so driving a claim again is always safe: each
+layer answers it with what it stored, and the settlement stage with the
+one-bill it stored, or, for an attempt that failed, with the compensation
+again, which is answered ``SETTLEMENT_FAILED`` once through. A failed claim is driven again only while
 that answer has not come back, never once it has (CONTRACT §5).
 
 No other service's tables are read: the stages may each run on a database
@@ -23,7 +29,7 @@ of their own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -41,6 +47,9 @@ log = structlog.get_logger()
 
 ANSWERS = {"settle": "settled", "cancel": "reversed", "undo": "failed"}
 """What an answer to each kind of message says of the claim's attempt (a trial's says nothing)."""
+
+ANSWERS_POLL_SECONDS = 0.2
+"""How often a re-drive round looks whether the answers it waits for are recorded."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,24 @@ def answered(headers: Iterable[Sequence[tuple[str, bytes]] | None]) -> list[Answ
     return found
 
 
+def read_up_to(positions: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """How far records at these (partition, offset) take the reading of a
+    topic: the next offset to handle, per partition."""
+    read: dict[int, int] = {}
+    for partition, offset in positions:
+        read[partition] = max(read.get(partition, 0), offset + 1)
+    return read
+
+
+def unread(end: Mapping[int, int], read: Mapping[int, int]) -> dict[int, int]:
+    """The partitions whose records up to ``end`` (their end offsets) are not
+    all handled by ``read`` (how far each is read; a partition not in it is
+    read up to 0), with how many are left. Empty: every record published
+    before ``end`` was taken is handled. A partition read beyond its end (a
+    broker that lost its log and started again from 0) is read."""
+    return {p: offset - read.get(p, 0) for p, offset in sorted(end.items()) if read.get(p, 0) < offset}
+
+
 def redrives(stuck: Sequence[repo.Stuck]) -> tuple[list[Outgoing], list[tuple[str, str]]]:
     """What driving these claims again publishes, and the claims whose stored
     document cannot be read (claim_id, why): one of those must not hold up
@@ -89,19 +116,50 @@ class Redrive(Service):
     """The re-drive of a stage (its database, its publisher), and what it reads of the answers."""
 
     async def record_answers(self, records: Sequence[ConsumerRecord]) -> list[Outgoing]:
-        """The batch's answers recorded; nothing to publish. Sent again, an answer is recorded once."""
+        """The batch's answers recorded, and how far it reads his.settlements;
+        nothing to publish. Sent again, an answer is recorded once."""
         found = answered(record.headers for record in records)
-        if found:
-            async with self.db.acquire() as c:
-                await repo.record_answers(c, [(a.claim_id, a.attempt, a.answer) for a in found])
+        read = read_up_to((record.partition, record.offset) for record in records)
+        async with self.db.acquire() as c:
+            await repo.record_answers(c, [(a.claim_id, a.attempt, a.answer) for a in found], read)
         return []
 
+    async def answers_recorded(self) -> bool:
+        """Whether every answer published on his.settlements before now is
+        recorded, waiting up to STUCK_AFTER_SECONDS for the reader to get
+        there (whichever eligibility process reads each partition); until
+        then no claim is known to be stuck."""
+        if self.end_offsets is None:
+            log.info("redrive_skipped", reason=f"the end offsets of {topics.SETTLEMENTS} cannot be asked")
+            return False
+        end = await self.end_offsets(topics.SETTLEMENTS)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.stuck_after_seconds
+        while True:
+            async with self.db.acquire() as c:
+                left = unread(end, await repo.answer_offsets(c))
+            if not left:
+                return True
+            if loop.time() >= deadline:
+                log.warning("redrive_skipped", reason=f"answers on {topics.SETTLEMENTS} not yet recorded",
+                         records_unread=sum(left.values()), partitions=sorted(left))
+                return False
+            await asyncio.sleep(ANSWERS_POLL_SECONDS)
+
     async def redrive_stuck(self) -> int:
-        """Drive again every claim accepted or reversed that no stage has answered."""
+        """Drive again every claim accepted or reversed that no stage has
+        answered, once the answers published before are recorded: a claim is
+        judged as of then, so one answered while the round waited is not
+        taken for stuck."""
         if self.publisher is None:
             return 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if not await self.answers_recorded():
+            return 0
+        waited = loop.time() - started
         async with self.db.acquire() as c:
-            stuck = await repo.stuck_claims(c, self.settings.stuck_after_seconds)
+            stuck = await repo.stuck_claims(c, self.settings.stuck_after_seconds + waited)
         if not stuck:
             return 0
         outgoing, unreadable = redrives(stuck)

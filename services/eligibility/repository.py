@@ -166,14 +166,30 @@ async def mark_cancel_published(c: asyncpg.Connection, claim_ids: list[str]) -> 
 # ------------------------------------------------------ answers and re-drive
 
 
-async def record_answers(c: asyncpg.Connection, answered: list[tuple[str, int, str]]) -> None:
-    """(claim_id, attempt, answer) as the stages answered them; one row each, however often answered."""
-    if answered:
-        await c.execute(
-            """INSERT INTO answers (claim_id, attempt, answer)
-               SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) ON CONFLICT DO NOTHING""",
-            [a[0] for a in answered], [a[1] for a in answered], [a[2] for a in answered],
-        )
+_RECORD_ANSWERS = """
+WITH recorded AS (
+    INSERT INTO answers (claim_id, attempt, answer)
+    SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) ON CONFLICT DO NOTHING
+)
+INSERT INTO answer_offsets (partition, next_offset)
+SELECT * FROM unnest($4::integer[], $5::bigint[])
+ON CONFLICT (partition) DO UPDATE SET next_offset = greatest(answer_offsets.next_offset, excluded.next_offset)
+"""
+
+
+async def record_answers(c: asyncpg.Connection, answered: list[tuple[str, int, str]], read: dict[int, int]) -> None:
+    """(claim_id, attempt, answer) as the stages answered them, one row each
+    however often answered, and how far his.settlements is read (the next
+    offset per partition): one statement, all or nothing."""
+    await c.execute(
+        _RECORD_ANSWERS,
+        [a[0] for a in answered], [a[1] for a in answered], [a[2] for a in answered], list(read), list(read.values()),
+    )
+
+
+async def answer_offsets(c: asyncpg.Connection) -> dict[int, int]:
+    """How far the answers on his.settlements are recorded: the next offset to handle, per partition."""
+    return {r["partition"]: r["next_offset"] for r in await c.fetch("SELECT partition, next_offset FROM answer_offsets")}
 
 
 async def failed_attempts(c: asyncpg.Connection, claim_ids: list[str]) -> frozenset[tuple[str, int]]:

@@ -70,7 +70,7 @@ class SettlementStage(Service):
             for emit in emits:
                 if isinstance(emit, decide.Answer):
                     out.append(Outgoing(topics.SETTLEMENTS, emit.hospital_code.encode(), emit.body,
-                                        {topics.ANSWER_TO: document.message_id}))
+                                        {topics.ANSWER_TO: document.message_id} if emit.names_message else {}))
                 elif isinstance(emit, decide.Compensate):
                     out.append(Outgoing(topics.ELIGIBLE, emit.person_id.encode(), emit.body))
                 else:

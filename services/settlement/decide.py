@@ -12,7 +12,11 @@ and what was stored, no I/O (``app.py`` loads, saves and publishes).
   the hospital is answered ``SETTLEMENT_FAILED``: nothing is paid or counted.
 - ``trial``: answered ``trial``; one that fails is answered
   ``SETTLEMENT_FAILED`` at once (a trial counts nothing anywhere).
-- ``cancel``: the stored one-bill, answered ``reversed``.
+- ``cancel``: the stored one-bill, answered ``reversed``. A cancel of an
+  attempt that failed (eligibility took it before it read the
+  ``SETTLEMENT_FAILED`` answer; the layers found the attempt taken back and
+  counted nothing) has no one-bill: answered ``CLAIM_NOT_FOUND``, as
+  eligibility answers such a cancel once it knows the claim failed.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from medsettle.contract import RejectionCode, SettlementDocument, SettlementResult, rejection
+from medsettle.contract import RejectionCode, SettlementDocument, SettlementResult, not_found_message, rejection
 from services.settlement.onebill import check_invariants, one_bill
 
 Check = Callable[[SettlementResult, SettlementDocument], list[str]]
@@ -48,6 +52,10 @@ class StoredState:
 class Answer:
     hospital_code: str
     body: bytes
+    names_message: bool = True
+    """Whether the answer names the message it answers (``x-answer-to``), as
+    every answer that settles, reverses or fails an attempt does; one that
+    does none of these names none, as eligibility's own rejections."""
 
 
 @dataclass(frozen=True)
@@ -111,12 +119,15 @@ def decide(batch: Sequence[tuple[SettlementDocument, bytes]], stored: StoredStat
         if document.kind == "settle" and claim.claim_id in bills:  # whichever attempt: the answer that stands
             emits.append(Answer(claim.hospital_code, bills[claim.claim_id]))
             continue
+        # a cancel of an attempt that failed, which has no one-bill: answered CLAIM_NOT_FOUND
+        of_failed = (document.kind == "cancel" and not document.compensating
+                     and (claim.claim_id, document.attempt) in failures)
         if document.kind == "settle" and (claim.claim_id, document.attempt) in failures:
             failure = failures[(claim.claim_id, document.attempt)]  # failed before: the same outputs again
             emits += [DeadLetter("; ".join(failure.reasons)), Compensate(failure.person_id, failure.compensation)]
             continue
         if document.message_id in done:
-            emits.append(Answer(claim.hospital_code, done[document.message_id]))
+            emits.append(Answer(claim.hospital_code, done[document.message_id], names_message=not of_failed))
             if document.compensating:  # a compensation sent again: answered, whatever its record said
                 decision.answered_failures.append((claim.claim_id, document.attempt))
             continue
@@ -130,6 +141,13 @@ def decide(batch: Sequence[tuple[SettlementDocument, bytes]], stored: StoredStat
             emits.append(Answer(claim.hospital_code, body))
             continue
         if document.kind == "cancel":
+            if of_failed:
+                body = rejection(RejectionCode.CLAIM_NOT_FOUND, not_found_message(claim.claim_id, claim.hospital_code),
+                                 claim_id=claim.claim_id, hospital_code=claim.hospital_code, at=at).to_json()
+                decision.inbox.append((document.message_id, body))
+                done[document.message_id] = body
+                emits.append(Answer(claim.hospital_code, body, names_message=False))
+                continue
             original = bills.get(claim.claim_id)
             if original is None:
                 raise LookupError(f"reversal of claim {claim.claim_id}, which has no one-bill")

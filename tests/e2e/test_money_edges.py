@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import random
 from decimal import Decimal
-from types import SimpleNamespace
 
-from medsettle import topics
-from medsettle.contract import RejectionCode
+from medsettle.contract import RejectionCode, not_found_message
 from services.assistance.app import AssistanceStage
 from services.backstop.app import BackstopStage
 from services.basic.app import BasicStage
@@ -229,11 +227,12 @@ async def test_a_claim_resent_before_eligibility_has_read_its_settlement_failed_
     assert (await pipeline.accumulator(BasicStage, person)).admissions == {"county": D(2)}
 
 
-async def test_a_cancel_before_eligibility_has_read_the_settlement_failed_answer_takes_nothing_back_twice(
+async def test_a_cancel_before_eligibility_has_read_the_settlement_failed_answer_is_answered_claim_not_found(
         pipeline, monkeypatch):
     """A cancel eligibility takes for an attempt in flight goes on to the layers, which the compensation
-    has already taken back: it finds no settled layer (settlement.dlq), is not answered, and no
-    accumulator moves. Once eligibility reads the answer, a cancel finds nothing and a resend settles."""
+    has already taken back: each passes it on counting nothing, and the settlement stage, which keeps the
+    failure, answers it CLAIM_NOT_FOUND, as eligibility does once it has read the answer. No accumulator
+    moves. Once eligibility reads the answer, a cancel finds nothing there too and a resend settles."""
     person = pid(8)
     await pipeline.register(persons=[person_record(person)])
     await settle(pipeline, claim_body(a="40000", person_id=person, hospital_code=COUNTY))
@@ -250,19 +249,20 @@ async def test_a_cancel_before_eligibility_has_read_the_settlement_failed_answer
     async with stage.db.acquire() as c:  # as if eligibility had not read the answer yet
         await c.execute("DELETE FROM answers WHERE claim_id = $1", claim_id)
     cancel = {"type": "cancel", "claim_id": claim_id, "hospital_code": COUNTY, "reason": "患者退费"}
-    await pipeline.hospital.send(cancel)
-    letter = await pipeline.hospital.dead_letter(lambda d: claim_id in d["original"]
-                                                 and "no settled layer to reverse" in d["error"])
-    assert letter["stage"] == "basic"
+    not_found = await next_answer(pipeline, cancel, 2)
+    assert not_found.status == "rejected" and not_found.rejection.code == RejectionCode.CLAIM_NOT_FOUND
+    assert not_found.rejection.message == not_found_message(claim_id, COUNTY)
     assert await accumulators(pipeline, person) == before
-    assert len(pipeline.hospital.results[claim_id]) == 1  # the cancel is not answered
-    # eligibility reads the SETTLEMENT_FAILED answer now, as its lane of his.settlements does
-    await stage.record_answers([SimpleNamespace(headers=[(topics.ANSWER_TO, f"undo:{claim_id}".encode())])])
-    assert (await next_answer(pipeline, cancel, 2)).rejection.code == RejectionCode.CLAIM_NOT_FOUND
-    settled = await next_answer(pipeline, claim, 3)
+    assert await stage.answers_recorded()  # eligibility has read every answer so far, this one too ...
+    async with stage.db.acquire() as c:  # ... which says nothing of the attempt: not read as its reversal
+        assert not await c.fetch("SELECT 1 FROM answers WHERE claim_id = $1", claim_id)
+        # eligibility reads the SETTLEMENT_FAILED answer now, as its lane of his.settlements does
+        await eligibility_repo.record_answers(c, [(claim_id, 0, "failed")], {})
+    assert same(await next_answer(pipeline, cancel, 3), not_found)  # now eligibility's own answer, the same
+    settled = await next_answer(pipeline, claim, 4)
     assert settled.status == "settled" and settled.serious_illness == D("3540.00")
     assert (await pipeline.accumulator(BasicStage, person)).admissions == {"county": D(2)}
-    assert same(await next_answer(pipeline, claim, 4), settled)
+    assert same(await next_answer(pipeline, claim, 5), settled)
 
 
 async def drive_sequence(pipeline, model: MemoryPipeline, person: str, rng: random.Random,

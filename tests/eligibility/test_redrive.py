@@ -7,8 +7,10 @@ from decimal import Decimal
 
 import orjson
 
+from medsettle import topics
 from services.basic.app import BasicStage
 from services.eligibility import repository as repo
+from services.eligibility.redrive import unread
 from tests.eligibility.conftest import HOSPITALS
 from tests.factories import claim_body, person_record
 
@@ -61,14 +63,20 @@ async def answered(system, claim_id: str, answer: str, attempt: int = 0) -> None
     raise AssertionError(f"eligibility never read the {answer} answer to {claim_id}")
 
 
-async def test_a_settled_claim_whose_answer_was_lost_is_driven_again_and_answered_from_what_the_stages_stored(system):
-    person = pid(2)
+async def settled(system, person: str):  # noqa: ANN201
+    """A claim of 2,000 yuan settled for ``person``, its answer read by eligibility too: (claim, answer)."""
     await system.pipeline.register(persons=[person_record(person)])
     claim = claim_body(a="2000", person_id=person, hospital_code=COUNTY)
     await system.hospital.send(claim)
     first = await system.hospital.answer(claim["claim_id"])
     assert first.status == "settled"
     await answered(system, claim["claim_id"], "settled")
+    return claim, first
+
+
+async def test_a_settled_claim_whose_answer_was_lost_is_driven_again_and_answered_from_what_the_stages_stored(system):
+    person = pid(2)
+    claim, first = await settled(system, person)
     basic = await system.pipeline.accumulator(BasicStage, person)
     async with system.stage.db.acquire() as c:
         await c.execute("UPDATE claims SET updated_at = now() - interval '10 minutes' WHERE claim_id = $1",
@@ -120,3 +128,32 @@ async def test_a_failed_claim_is_never_redriven_and_one_whose_answer_is_lost_is_
         await c.execute("UPDATE claims SET redriven_at = NULL WHERE claim_id = $1", claim["claim_id"])
     assert await system.stage.redrive_stuck() == 0  # answered: never again
     assert await system.pipeline.accumulator(BasicStage, person) == basic  # taken back once, not twice
+
+
+async def test_no_claim_is_stuck_until_the_answers_published_before_the_round_are_recorded(system):
+    """After a restart eligibility's reader of his.settlements starts behind: a claim whose answer is on
+    the topic but not yet recorded is not stuck. The stage's own rounds (every STUCK_CHECK_SECONDS) take
+    the topic's end offsets and wait for the recorded reading to reach them; only then is a claim still
+    without an answer driven again."""
+    person = pid(4)
+    claim, first = await settled(system, person)
+    end = await system.stage.end_offsets(topics.SETTLEMENTS)
+    async with system.stage.db.acquire() as c:
+        read = await repo.answer_offsets(c)
+        assert unread(end, read) == {}  # the reading is recorded with the answers, up to the topic's end
+        await c.execute("UPDATE claims SET updated_at = now() - interval '10 minutes' WHERE claim_id = $1",
+                        claim["claim_id"])
+        # as if the reader had not got to the answer yet: neither it nor how far it read is recorded
+        await c.execute("DELETE FROM answers WHERE claim_id = $1", claim["claim_id"])
+        await c.execute("UPDATE answer_offsets SET next_offset = 0")
+
+    await asyncio.sleep(system.stage.settings.stuck_check_seconds + 2)  # a round has looked, and waits
+    async with system.stage.db.acquire() as c:
+        assert await c.fetchval("SELECT redrives FROM claims WHERE claim_id = $1", claim["claim_id"]) == 0
+        # the reader gets there (the answer lost meanwhile, say): now the claim is known to be stuck
+        await c.executemany("UPDATE answer_offsets SET next_offset = $2 WHERE partition = $1", list(read.items()))
+    again = await system.hospital.answers(claim["claim_id"], 2)
+    assert again[-1].model_dump(exclude={"settled_at"}) == first.model_dump(exclude={"settled_at"})
+    await answered(system, claim["claim_id"], "settled")
+    async with system.stage.db.acquire() as c:
+        assert await c.fetchval("SELECT redrives FROM claims WHERE claim_id = $1", claim["claim_id"]) == 1

@@ -221,7 +221,7 @@ class MemoryPipeline:
                     answers.append(SettlementResult.from_json(emit.body))
                     # eligibility's answers lane, from the header the settlement stage puts on it
                     self.answers.update(eligibility_redrive.answered(
-                        [[(topics.ANSWER_TO, document.message_id.encode())]]))
+                        [[(topics.ANSWER_TO, document.message_id.encode())] if emit.names_message else None]))
                 elif isinstance(emit, settlement.Compensate):
                     from medsettle.runtime import Outgoing
 

@@ -1,5 +1,6 @@
 """The re-drive's pure parts (services/eligibility/redrive.py): what an
-answer on his.settlements says of a claim, and what a stuck claim sends."""
+answer on his.settlements says of a claim, whether the answers published
+before a round are all recorded, and what a stuck claim sends."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import orjson
 
 from medsettle import topics
 from medsettle.contract import SettlementDocument
-from services.eligibility.redrive import Answered, answered, redrives
+from services.eligibility.redrive import Answered, answered, read_up_to, redrives, unread
 from services.eligibility.repository import Stuck
 from tests.factories import document
 
@@ -45,3 +46,23 @@ def test_a_stuck_claim_sends_its_document_a_reversed_one_its_cancel_and_an_unrea
     assert [(d.kind, d.message_id) for d in sent] == [("settle", "settle:H1-2024-000011#1"),
                                                       ("cancel", "cancel:H1-2024-000012")]
     assert [claim_id for claim_id, _ in unreadable] == ["H1-2024-000010"]
+
+
+def test_a_batch_reads_each_of_its_partitions_up_to_the_offset_after_its_last_record():
+    assert read_up_to([(0, 7), (1, 3), (0, 9), (0, 8)]) == {0: 10, 1: 4}
+    assert read_up_to([]) == {}
+
+
+def test_the_answers_are_recorded_once_every_partition_is_read_up_to_the_end_offsets_taken_before():
+    end = {0: 120, 1: 40, 2: 0, 3: 15}
+    assert unread(end, {0: 120, 1: 40, 3: 15}) == {}  # an empty partition needs no row
+    assert unread(end, {0: 130, 1: 41, 3: 15}) == {}  # answers published since the end was taken: still read
+    assert unread(end, {0: 100, 1: 40, 3: 15}) == {0: 20}
+    assert unread(end, {0: 120, 1: 40}) == {3: 15}  # a partition no reader has recorded yet is read up to 0
+    assert unread(end, {}) == {0: 120, 1: 40, 3: 15}
+    # a partition of another process, or one the reader of a restarted eligibility has not reached: not read
+    assert unread({0: 5, 1: 5}, {0: 5, 1: 2}) == {1: 3}
+
+
+def test_after_a_broker_that_lost_its_log_the_end_offsets_go_back_and_the_answers_count_as_read():
+    assert unread({0: 3, 1: 0}, {0: 5000, 1: 4200}) == {}

@@ -38,7 +38,7 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medsettle.contract import LayerName, RejectionCode, SettlementResult
+from medsettle.contract import RejectionCode, SettlementResult
 from medsettle.money import ZERO, clamp, fen, share
 from medsettle.policy import Policy, load_policy
 from medsettle.settings import ROOT

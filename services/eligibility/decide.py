@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from medsettle.contract import (
     CancelClaim,
     Hospital,
@@ -51,6 +53,12 @@ from services.eligibility.rules import Eligible, check_eligibility
 Claim = SettleClaim | CancelClaim
 FindPolicy = Callable[[str, dt.date], Policy | None]  # the revision in force on the service date
 _GIVEN = frozenset({"kind", "claim", "policy", "person", "hospital", "received_at", "attempt"})  # by ``document``
+
+
+def _stored_document(row: ClaimRow) -> SettlementDocument:
+    """The document a claim's row stores, which ``settle`` wrote: read as the stages read what a stage wrote
+    (``SettlementDocument.trusted``), not validated again."""
+    return SettlementDocument.trusted(orjson.loads(row.document))
 
 
 def content_hash(claim: SettleClaim, dumped: dict[str, Any] | None = None) -> str:
@@ -174,11 +182,11 @@ class _Batch:
     def repeat(self, row: ClaimRow) -> Outgoing:
         """The same claim sent again: its latest answer again, counted once."""
         if row.status == "pending_review":
-            return answers.pending(SettlementDocument.from_json(row.document), self.clock())
+            return answers.pending(_stored_document(row), self.clock())
         if row.status == "withdrawn":
-            return answers.answer(answers.withdrawn(SettlementDocument.from_json(row.document), self.clock()))
+            return answers.answer(answers.withdrawn(_stored_document(row), self.clock()))
         if row.status == "reversed":  # the stages answer the cancel again from what they stored: `reversed`
-            return answers.onward(SettlementDocument.from_json(row.document).model_copy(update={"kind": "cancel"}))
+            return answers.onward(_stored_document(row).model_copy(update={"kind": "cancel"}))
         if row.status == "review_rejected":
             self.decision.events.append(("claim_rejected", {
                 "claim_id": row.claim_id, "hospital_code": row.hospital_code,
@@ -192,7 +200,7 @@ class _Batch:
             return self.reject(RejectionCode.CLAIM_NOT_FOUND,
                                f"未找到医疗机构 {claim.hospital_code} 已结算的单据 {claim.claim_id}，无法撤销；请核对单据号和机构编码",
                                claim.claim_id, claim.hospital_code)
-        document = SettlementDocument.from_json(row.document)
+        document = _stored_document(row)
         decision = self.decision
         if row.status in ("pending_review", "withdrawn"):
             if row.status == "pending_review":  # withdrawn: the review leaves the queue (CONTRACT §3)

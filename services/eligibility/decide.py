@@ -61,6 +61,12 @@ def _stored_document(row: ClaimRow) -> SettlementDocument:
     return SettlementDocument.trusted(orjson.loads(row.document))
 
 
+def _cancel_again(document: SettlementDocument, claim_json: dict[str, Any]) -> tuple[SettlementDocument, bytes]:
+    """A cancel sent on again, and its body (``claim_json``: its claim as stored)."""
+    again = document.model_copy(update={"kind": "cancel"})
+    return again, again.to_json(claim_json=claim_json)
+
+
 def content_hash(claim: SettleClaim, dumped: dict[str, Any] | None = None) -> str:
     return hashlib.sha256(claim.content_key(dumped).encode()).hexdigest()
 
@@ -159,7 +165,8 @@ class _Batch:
         if not isinstance(verdict, Eligible):
             return self.reject(verdict.code, verdict.message, claim.claim_id, claim.hospital_code, claim.person_id)
         if claim.type == "trial":
-            return answers.onward(self.document("trial", claim, verdict))
+            trial = self.document("trial", claim, verdict)
+            return answers.onward(trial, trial.to_json(claim_json=claim_json))
         attempt = existing.attempt + 1 if existing is not None else 0  # a claim that failed settles afresh
         document = self.document("settle", claim, verdict, attempt)
         body = document.to_json(claim_json=claim_json)
@@ -200,7 +207,8 @@ class _Batch:
             return self.reject(RejectionCode.CLAIM_NOT_FOUND,
                                f"未找到医疗机构 {claim.hospital_code} 已结算的单据 {claim.claim_id}，无法撤销；请核对单据号和机构编码",
                                claim.claim_id, claim.hospital_code)
-        document = _stored_document(row)
+        raw = orjson.loads(row.document)
+        document, stored_claim = SettlementDocument.trusted(raw), raw["claim"]  # its claim as written, not again
         decision = self.decision
         if row.status in ("pending_review", "withdrawn"):
             if row.status == "pending_review":  # withdrawn: the review leaves the queue (CONTRACT §3)
@@ -211,9 +219,9 @@ class _Batch:
         if row.status == "reversed":
             if not row.cancel_published:  # the first cancel never got out: send it again
                 decision.cancels.append(row.claim_id)
-                return answers.onward(document.model_copy(update={"kind": "cancel"}))
+                return answers.onward(*_cancel_again(document, stored_claim))
             if claim.reason == row.cancel_reason:  # the same cancel again: its `reversed` answer again
-                return answers.onward(document.model_copy(update={"kind": "cancel"}))
+                return answers.onward(*_cancel_again(document, stored_claim))
             return self.reject(RejectionCode.ALREADY_REVERSED,
                                f"单据 {claim.claim_id} 已撤销（撤销原因：{row.cancel_reason or '未说明'}），请勿重复撤销",
                                claim.claim_id, claim.hospital_code, row.person_id)
@@ -221,8 +229,9 @@ class _Batch:
         decision.reversals.append((row.claim_id, claim.reason))
         decision.cancels.append(row.claim_id)
         decision.events.append(("claim_reversal_requested", {"claim_id": claim.claim_id}))
-        return answers.onward(document.model_copy(update={"kind": "cancel", "cancel_reason": claim.reason,
-                                                          "received_at": self.clock()}))
+        reversal = document.model_copy(update={"kind": "cancel", "cancel_reason": claim.reason,
+                                               "received_at": self.clock()})
+        return answers.onward(reversal, reversal.to_json(claim_json=stored_claim))
 
     def change(self, row: ClaimRow, **changes: Any) -> None:
         """A claim's new status: a stored row is left as it was (a changed copy

@@ -154,8 +154,9 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
     for document, claim_json in batch:
         key = (document.person.person_id, document.claim.year)
         claim_id = document.claim.claim_id
-        if document.message_id in done:
-            decision.bodies.append(done[document.message_id])
+        message_id = document.message_id  # a property that formats a string: once per document
+        if message_id in done:
+            decision.bodies.append(done[message_id])
             decision.documents.append(None)
             continue
         row = decision.new_layers.get(claim_id) or previous.get(claim_id)
@@ -227,8 +228,8 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
                 else:
                     decision.reversed_ids.append(row.claim_id)
                 decision.paid["reversed"] += row.amount
-            decision.inbox.append((document.message_id, body))
-        done[document.message_id] = body
+            decision.inbox.append((message_id, body))
+        done[message_id] = body
         decision.bodies.append(body)
         decision.documents.append(sent)
     decision.accumulators = {k: (states[k], versions[k]) for k in changed}

@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from medsettle.contract import (
     CancelClaim,
     Hospital,
@@ -44,12 +46,26 @@ from medsettle.contract import (
 )
 from medsettle.policy import Policy
 from medsettle.runtime import Outgoing
+from medsettle.wire import built
 from services.eligibility import answers
 from services.eligibility.repository import ClaimRow
 from services.eligibility.rules import Eligible, check_eligibility
 
 Claim = SettleClaim | CancelClaim
 FindPolicy = Callable[[str, dt.date], Policy | None]  # the revision in force on the service date
+_GIVEN = frozenset({"kind", "claim", "policy", "person", "hospital", "received_at", "attempt"})  # by ``document``
+
+
+def _stored_document(row: ClaimRow) -> SettlementDocument:
+    """The document a claim's row stores, which ``settle`` wrote: read as the stages read what a stage wrote
+    (``SettlementDocument.trusted``), not validated again."""
+    return SettlementDocument.trusted(orjson.loads(row.document))
+
+
+def _cancel_again(document: SettlementDocument, claim_json: dict[str, Any]) -> tuple[SettlementDocument, bytes]:
+    """A cancel sent on again, and its body (``claim_json``: its claim as stored)."""
+    again = document.model_copy(update={"kind": "cancel"})
+    return again, again.to_json(claim_json=claim_json)
 
 
 def content_hash(claim: SettleClaim, dumped: dict[str, Any] | None = None) -> str:
@@ -150,7 +166,8 @@ class _Batch:
         if not isinstance(verdict, Eligible):
             return self.reject(verdict.code, verdict.message, claim.claim_id, claim.hospital_code, claim.person_id)
         if claim.type == "trial":
-            return answers.onward(self.document("trial", claim, verdict))
+            trial = self.document("trial", claim, verdict)
+            return answers.onward(trial, trial.to_json(claim_json=claim_json))
         attempt = existing.attempt + 1 if existing is not None else 0  # a claim that failed settles afresh
         document = self.document("settle", claim, verdict, attempt)
         body = document.to_json(claim_json=claim_json)
@@ -173,11 +190,11 @@ class _Batch:
     def repeat(self, row: ClaimRow) -> Outgoing:
         """The same claim sent again: its latest answer again, counted once."""
         if row.status == "pending_review":
-            return answers.pending(SettlementDocument.from_json(row.document), self.clock())
+            return answers.pending(_stored_document(row), self.clock())
         if row.status == "withdrawn":
-            return answers.answer(answers.withdrawn(SettlementDocument.from_json(row.document), self.clock()))
+            return answers.answer(answers.withdrawn(_stored_document(row), self.clock()))
         if row.status == "reversed":  # the stages answer the cancel again from what they stored: `reversed`
-            return answers.onward(SettlementDocument.from_json(row.document).model_copy(update={"kind": "cancel"}))
+            return answers.onward(_stored_document(row).model_copy(update={"kind": "cancel"}))
         if row.status == "review_rejected":
             self.decision.events.append(("claim_rejected", {
                 "claim_id": row.claim_id, "hospital_code": row.hospital_code,
@@ -190,7 +207,8 @@ class _Batch:
         if row is None or row.hospital_code != claim.hospital_code or row.status == "review_rejected" or failed:
             return self.reject(RejectionCode.CLAIM_NOT_FOUND, not_found_message(claim.claim_id, claim.hospital_code),
                                claim.claim_id, claim.hospital_code)
-        document = SettlementDocument.from_json(row.document)
+        raw = orjson.loads(row.document)
+        document, stored_claim = SettlementDocument.trusted(raw), raw["claim"]  # its claim as written, not again
         decision = self.decision
         if row.status in ("pending_review", "withdrawn"):
             if row.status == "pending_review":  # withdrawn: the review leaves the queue (CONTRACT §3)
@@ -201,9 +219,9 @@ class _Batch:
         if row.status == "reversed":
             if not row.cancel_published:  # the first cancel never got out: send it again
                 decision.cancels.append(row.claim_id)
-                return answers.onward(document.model_copy(update={"kind": "cancel"}))
+                return answers.onward(*_cancel_again(document, stored_claim))
             if claim.reason == row.cancel_reason:  # the same cancel again: its `reversed` answer again
-                return answers.onward(document.model_copy(update={"kind": "cancel"}))
+                return answers.onward(*_cancel_again(document, stored_claim))
             return self.reject(RejectionCode.ALREADY_REVERSED,
                                f"单据 {claim.claim_id} 已撤销（撤销原因：{row.cancel_reason or '未说明'}），请勿重复撤销",
                                claim.claim_id, claim.hospital_code, row.person_id)
@@ -211,8 +229,9 @@ class _Batch:
         decision.reversals.append((row.claim_id, claim.reason))
         decision.cancels.append(row.claim_id)
         decision.events.append(("claim_reversal_requested", {"claim_id": claim.claim_id}))
-        return answers.onward(document.model_copy(update={"kind": "cancel", "cancel_reason": claim.reason,
-                                                          "received_at": self.clock()}))
+        reversal = document.model_copy(update={"kind": "cancel", "cancel_reason": claim.reason,
+                                               "received_at": self.clock()})
+        return answers.onward(reversal, reversal.to_json(claim_json=stored_claim))
 
     def change(self, row: ClaimRow, **changes: Any) -> None:
         """A claim's new status: a stored row is left as it was (a changed copy
@@ -224,12 +243,10 @@ class _Batch:
                 setattr(row, name, value)
 
     def document(self, kind: str, claim: SettleClaim, verdict: Eligible, attempt: int = 0) -> SettlementDocument:
-        return SettlementDocument(
-            kind=kind,  # type: ignore[arg-type]
-            claim=claim,
-            policy=verdict.policy.policy,
-            person=verdict.person,
-            hospital=verdict.hospital,
-            received_at=self.clock(),
-            attempt=attempt,
-        )
+        # built from valid values (the claim read, the verdict's facts) as validation builds them, the rest at
+        # their defaults: one per claim (tests/bench/test_fast_paths.py checks it against validation)
+        return built(SettlementDocument, {
+            "kind": kind, "claim": claim, "policy": verdict.policy.policy, "person": verdict.person,
+            "hospital": verdict.hospital, "breakdown": None, "deductible": None, "layers": [], "cancel_reason": None,
+            "received_at": self.clock(), "attempt": attempt, "failure": None,
+        }, set(_GIVEN))

@@ -79,6 +79,38 @@ def test_documents_and_one_bills_are_written_as_pydantic_writes_them() -> None:
         assert bill.to_json() == orjson.dumps(bill.model_dump(mode="json"))
 
 
+def test_a_one_bill_built_without_validation_equals_the_validated_one() -> None:
+    """``one_bill`` builds the bill from values already valid: what validating them builds, the same fields
+    given, the same bytes."""
+    at = dt.datetime(2024, 3, 10, 10, 0, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    bills = [one_bill(d, at=at, status=status) for d in documents(12) if d.breakdown is not None
+             for status in (None, "reversed")]
+    assert bills
+    for bill in bills:
+        validated = SettlementResult(**{name: getattr(bill, name) for name in bill.model_fields_set})
+        assert validated == bill and validated.model_fields_set == bill.model_fields_set
+        assert validated.to_json() == bill.to_json()
+        assert [d.model_fields_set for d in validated.fund_details] == [d.model_fields_set for d in bill.fund_details]
+
+
+def test_the_document_eligibility_builds_without_validation_equals_the_validated_one() -> None:
+    """Eligibility's ``document`` builds from values already valid: what validating them builds, the same
+    fields given, the same bytes."""
+    from services.eligibility.decide import StoredState, _Batch
+    from services.eligibility.rules import Eligible
+
+    at = dt.datetime(2024, 3, 10, 10, 0, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    batch = _Batch(StoredState(), lambda: at, lambda region, on: None)
+    for n, sent in enumerate(d for d in documents(6) if not d.layers):
+        verdict = Eligible(PolicyBook(ROOT / "policies").by_id(sent.policy), sent.person, sent.hospital)
+        built = batch.document(sent.kind, sent.claim, verdict, n % 3)
+        validated = SettlementDocument(kind=sent.kind, claim=sent.claim, policy=sent.policy, person=sent.person,
+                                       hospital=sent.hospital, received_at=at, attempt=n % 3)
+        assert built == validated and built.model_fields_set == validated.model_fields_set
+        assert list(built.__dict__) == list(validated.__dict__)
+        assert built.to_json() == validated.to_json() == orjson.dumps(validated.model_dump(mode="json"))
+
+
 def test_a_malformed_document_is_still_refused_by_validation() -> None:
     raw = orjson.loads(documents(1)[1].to_json())
     raw["claim"]["items"][0]["amount"] = 12.5  # a float: never an amount

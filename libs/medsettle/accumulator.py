@@ -6,14 +6,13 @@ the claim's delta; reversing it subtracts exactly that delta again.
 
 from __future__ import annotations
 
-import functools
 from decimal import Decimal
 from typing import Any, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from medsettle.contract import Layer, SettlementDocument
-from medsettle.wire import built
+from medsettle.wire import built, constructed
 
 
 class Counters(BaseModel):
@@ -29,14 +28,7 @@ class Counters(BaseModel):
         (``add`` skips a delta of defaults only; the model validators, which
         read older stored states, do not run). Every layer of every claim
         makes one (tests/bench/test_fast_paths.py checks it against validation)."""
-        defaults, mappings = _defaults(cls)
-        values = {**defaults, **counts}
-        if len(values) != len(defaults):
-            raise TypeError(f"{cls.__name__} has no counter {sorted(counts.keys() - defaults.keys())}")
-        for name in mappings:  # a mapping of its own, as validation copies a default
-            if name not in counts:
-                values[name] = {}
-        return built(cls, values, set(counts))  # type: ignore[no-any-return]
+        return constructed(cls, counts)  # type: ignore[no-any-return]
 
     def add(self, delta: Self, sign: int = 1) -> Self:
         """This state plus ``sign`` times ``delta``, field by field (a mapping
@@ -66,14 +58,6 @@ class Counters(BaseModel):
             if any(v < 0 for v in values):
                 return True
         return False
-
-
-@functools.cache
-def _defaults(model: type[Counters]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Each counter's default, as validation fills it in, and the mappings
-    among them (made at first use)."""
-    defaults = {name: field.get_default(call_default_factory=True) for name, field in model.model_fields.items()}
-    return defaults, tuple(name for name, value in defaults.items() if type(value) is dict)
 
 
 A = TypeVar("A", bound=Counters)

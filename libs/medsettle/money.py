@@ -23,7 +23,7 @@ def yuan(amount: Decimal) -> str:
     """The contract's form of an amount: a decimal string with two decimals
     (``str`` of a Decimal with two decimals is its ``:.2f``, and quicker:
     every explanation writes a dozen amounts)."""
-    return str(amount.quantize(FEN, ROUND_HALF_UP))
+    return str(fen(amount))
 
 
 def pct(percent: Decimal) -> str:

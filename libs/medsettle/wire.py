@@ -35,7 +35,7 @@ from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, PlainSerializer
-from pydantic_core import to_jsonable_python
+from pydantic_core import PydanticUndefined, to_jsonable_python
 
 _set = object.__setattr__
 _new = object.__new__
@@ -54,6 +54,35 @@ def built(model: type[Any], values: dict[str, Any], fields_set: set[str] | None 
     _set_extra(instance, None)
     _set_private(instance, None)
     return instance
+
+
+@functools.cache
+def _defaults(model: type[BaseModel]) -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]:
+    """Every field in the model's order with its default as validation fills
+    it in (``PydanticUndefined`` for a required one), the required fields,
+    and those whose default is a mutable container, which each instance
+    needs a copy of (made at first use)."""
+    defaults = {name: field.get_default(call_default_factory=True) for name, field in model.model_fields.items()}
+    return (defaults, tuple(name for name, value in defaults.items() if value is PydanticUndefined),
+            tuple(name for name, value in defaults.items() if type(value) in (dict, list, set)))
+
+
+def constructed(model: type[Any], given: dict[str, Any]) -> Any:
+    """What ``model(**given)`` gives when ``given`` is already valid, built
+    without validating it again: the fields in the model's order (which the
+    writers keep), the others at their defaults (a mutable one copied, as
+    validation copies it), only ``given`` counted as set. A required field
+    missing or an unknown one is a ``TypeError``. tests/bench/test_fast_paths.py
+    checks its callers against validation."""
+    defaults, required, mutable = _defaults(model)
+    values = {**defaults, **given}
+    if len(values) != len(defaults) or (required and any(values[name] is PydanticUndefined for name in required)):
+        raise TypeError(f"{model.__name__}: unknown fields {sorted(given.keys() - defaults.keys())}, "
+                        f"missing {sorted(name for name in required if name not in given)}")
+    for name in mutable:
+        if name not in given:
+            values[name] = values[name].copy()
+    return built(model, values, set(given))
 
 
 def _number(value: Any) -> Decimal:

@@ -46,14 +46,13 @@ from medsettle.contract import (
 )
 from medsettle.policy import Policy
 from medsettle.runtime import Outgoing
-from medsettle.wire import built
+from medsettle.wire import constructed
 from services.eligibility import answers
 from services.eligibility.repository import ClaimRow
 from services.eligibility.rules import Eligible, check_eligibility
 
 Claim = SettleClaim | CancelClaim
 FindPolicy = Callable[[str, dt.date], Policy | None]  # the revision in force on the service date
-_GIVEN = frozenset({"kind", "claim", "policy", "person", "hospital", "received_at", "attempt"})  # by ``document``
 
 
 def _stored_document(row: ClaimRow) -> SettlementDocument:
@@ -244,9 +243,8 @@ class _Batch:
 
     def document(self, kind: str, claim: SettleClaim, verdict: Eligible, attempt: int = 0) -> SettlementDocument:
         # built from valid values (the claim read, the verdict's facts) as validation builds them, the rest at
-        # their defaults: one per claim (tests/bench/test_fast_paths.py checks it against validation)
-        return built(SettlementDocument, {
+        # their defaults: one per claim
+        return constructed(SettlementDocument, {
             "kind": kind, "claim": claim, "policy": verdict.policy.policy, "person": verdict.person,
-            "hospital": verdict.hospital, "breakdown": None, "deductible": None, "layers": [], "cancel_reason": None,
-            "received_at": self.clock(), "attempt": attempt, "failure": None,
-        }, set(_GIVEN))
+            "hospital": verdict.hospital, "received_at": self.clock(), "attempt": attempt,
+        })

@@ -15,10 +15,7 @@ from medsettle.contract import (
     mask_person_id,
 )
 from medsettle.money import ZERO, fen
-from medsettle.wire import built
-
-_GIVEN = frozenset(SettlementResult.model_fields) - {"rejection"}
-"""The fields ``one_bill`` gives (as ``SettlementResult(...)`` would record them)."""
+from medsettle.wire import constructed
 
 
 class InvariantBroken(ValueError):
@@ -33,7 +30,7 @@ def one_bill(document: SettlementDocument, *, at: dt.datetime, status: str | Non
     fund_total = sum(amounts.values(), ZERO)
     # built from values already valid (the layers', the breakdown's), as validation would build them: the
     # settlement stage makes one per claim (tests/bench/test_fast_paths.py checks it against validation)
-    return built(SettlementResult, dict(
+    return constructed(SettlementResult, dict(
         claim_id=document.claim.claim_id,
         hospital_code=document.claim.hospital_code,
         person_id_masked=mask_person_id(document.person.person_id),
@@ -53,9 +50,8 @@ def one_bill(document: SettlementDocument, *, at: dt.datetime, status: str | Non
         personal=breakdown.total - fund_total,
         fund_details=[FundDetail.of(fund_pay_type=code, name=name, amount=amounts[layer]) for code, name, layer in FUNDS],
         layers=[layer for name in LayerName for layer in document.layers if layer.layer == name],
-        rejection=None,
         settled_at=at,
-    ), set(_GIVEN))
+    ))
 
 
 def check_invariants(bill: SettlementResult, document: SettlementDocument) -> list[str]:

@@ -938,7 +938,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=None,
                         help="partitions of each topic (default: as make run, 2 on the embedded broker, else 8)")
     parser.add_argument("--in-flight", type=int, default=3000, help="claims outstanding at saturation")
-    parser.add_argument("--shares", type=int, nargs="+", default=[25, 50], help="paced rates, % of throughput")
+    parser.add_argument("--shares", type=int, nargs="+", default=[25, 50], help="paced rates, %% of throughput")
     parser.add_argument("--rates", type=float, nargs="*", default=[],
                         help="paced rates in claims/s, after the shares (to compare runs at the same load);"
                              " with --seconds 0 the saturation run is skipped and only these are paced, the"

@@ -185,6 +185,12 @@ class KafkaNode:
             "num.network.threads": "2",
             "num.io.threads": "4",
         }
+        if len(c.nodes) > 1:
+            # A SIGKILLed node is fenced, and its partitions led elsewhere, once
+            # the controller has missed its heartbeats this long (Kafka's
+            # default 9 s, every partition it led stalled meanwhile).
+            props["broker.heartbeat.interval.ms"] = str(CLUSTER_HEARTBEAT_MS)
+            props["broker.session.timeout.ms"] = str(CLUSTER_SESSION_TIMEOUT_MS)
         fill = {"node_id": self.node_id, "port": self.port, "controller_port": self.controller_port, "dir": self.dir}
         for key, value in c.extra_properties.items():
             text = str(value)
@@ -301,6 +307,13 @@ class KafkaNode:
         else:
             self.stop()
         self.start(timeout)
+
+
+CLUSTER_HEARTBEAT_MS = 500
+CLUSTER_SESSION_TIMEOUT_MS = 3000
+"""A node of a cluster heartbeats the controller every half second and is
+fenced after 3 s without one (Kafka's defaults: 2 s and 9 s); ``extra_properties``
+may say otherwise."""
 
 
 class ApacheKafka:

@@ -45,10 +45,10 @@ class Counters(BaseModel):
             if type(mine) is dict:
                 merged = dict(mine)
                 for key, value in other.items():
-                    merged[key] = merged.get(key, Decimal(0)) + sign * value
+                    merged[key] = merged.get(key, Decimal(0)) + (value if sign == 1 else sign * value)
                 values[name] = {k: v for k, v in merged.items() if v != 0}
-            else:
-                values[name] = mine + sign * other
+            else:  # ``1 * other`` is ``other`` to the digit and sign: a settle's add skips the product
+                values[name] = mine + other if sign == 1 else mine + sign * other
         return built(type(self), values)
 
     def is_negative(self) -> bool:

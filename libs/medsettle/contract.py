@@ -492,17 +492,26 @@ class SettlementDocument(Frozen):
         return self.kind == "cancel" and self.failure is not None
 
     def layer_amount(self, name: LayerName) -> Decimal:
-        return sum((layer.amount for layer in self.layers if layer.layer == name), ZERO)
+        total = ZERO  # ``sum`` over a generator, written out: every layer of every claim asks
+        for layer in self.layers:
+            if layer.layer == name:
+                total += layer.amount
+        return total
 
     def funds_so_far(self) -> Decimal:
-        return sum((layer.amount for layer in self.layers), ZERO)
+        total = ZERO
+        for layer in self.layers:
+            total += layer.amount
+        return total
 
     def with_layer(self, layer: Layer, **changes: Any) -> SettlementDocument:
         """This document with ``layer`` (replacing one of the same name) and ``changes``, as
         ``model_copy(update=...)`` makes it (nothing validated again), without pydantic's copy: every layer
         of every claim, in the stages and in a replay, makes one."""
-        kept = [existing for existing in self.layers if existing.layer != layer.layer]
-        return built(SettlementDocument, {**self.__dict__, "layers": [*kept, layer], **changes})
+        name = layer.layer
+        layers = [existing for existing in self.layers if existing.layer != name]
+        layers.append(layer)
+        return built(SettlementDocument, {**self.__dict__, "layers": layers, **changes})
 
     def to_json(self, claim_json: dict[str, Any] | None = None) -> bytes:
         """The document as JSON. ``claim_json``: this document's claim exactly

@@ -16,20 +16,19 @@ def fen(amount: Decimal) -> Decimal:
 
 def share(amount: Decimal, percent: Decimal) -> Decimal:
     """``amount × percent%``, rounded to the fen."""
-    return fen(amount * percent / HUNDRED)
+    return (amount * percent / HUNDRED).quantize(FEN, ROUND_HALF_UP)  # ``fen``, without a second call
 
 
 def yuan(amount: Decimal) -> str:
     """The contract's form of an amount: a decimal string with two decimals
     (``str`` of a Decimal with two decimals is its ``:.2f``, and quicker:
-    every explanation writes a dozen amounts)."""
-    return str(fen(amount))
+    every explanation writes a dozen amounts; ``fen`` inlined, a call fewer)."""
+    return str(amount.quantize(FEN, ROUND_HALF_UP))
 
 
 def pct(percent: Decimal) -> str:
     """A ratio as people write it: ``75%``, ``67.5%``."""
-    text = f"{percent.normalize():f}"
-    return f"{text}%"
+    return f"{percent.normalize():f}%"
 
 
 def clamp(amount: Decimal, low: Decimal, high: Decimal) -> Decimal:

@@ -97,12 +97,18 @@ class Replayer:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.layers: list[tuple[str, LayerFunction, type[Counters]]] = layer_functions()
+        # every person's year starts from these: frozen, and ``Counters.add`` makes a new state, so they are shared
+        self.empty: tuple[Counters, ...] = tuple(kind() for _, _, kind in self.layers)
+        self.favoured: dict[tuple[str, ...], bool] = {}  # the candidate's decision, per set of categories
 
     def _as_candidate_sees(self, document: SettlementDocument) -> SettlementDocument:
         """Eligibility decides who is favoured with the policy in force
         (``policy.favoured(categories)``); the candidate may decide otherwise."""
         person = document.person
-        favoured = self.policy.favoured(list(person.categories))
+        categories = tuple(person.categories)
+        favoured = self.favoured.get(categories)
+        if favoured is None:
+            favoured = self.favoured[categories] = self.policy.favoured(list(categories))
         if favoured == person.favoured:
             return document
         return document.model_copy(update={"person": person.model_copy(update={"favoured": favoured})})
@@ -111,7 +117,7 @@ class Replayer:
         """Replay one person's claims (of one accumulation year)."""
         policy = self.policy
         layers = self.layers
-        states: list[Counters] = [kind() for _, _, kind in layers]
+        states: list[Counters] = list(self.empty)
         deltas: dict[int, list[Counters]] = {}  # of the claims reversed later
         replayed: list[ReplayedClaim | None] = [None] * len(claims)
         for kind, index in events(claims):

@@ -123,15 +123,26 @@ def answer_of(body: bytes) -> repo.Answer | None:
         return None
 
 
+class Delivered:
+    """An answer told to a waiting request: its body, when this process read it
+    (``time.perf_counter``) and how long after the answer was put on the broker
+    (the record's timestamp; ``None`` when it has none)."""
+
+    __slots__ = ("body", "read_at", "read_lag_ms")
+
+    def __init__(self, body: bytes, read_at: float, read_lag_ms: float | None) -> None:
+        self.body, self.read_at, self.read_lag_ms = body, read_at, read_lag_ms
+
+
 class Waiters:
     """Requests of this process waiting for their claim's answer."""
 
     def __init__(self) -> None:
-        self._waiting: dict[tuple[str, str], list[tuple[frozenset[str], asyncio.Future[bytes]]]] = {}
+        self._waiting: dict[tuple[str, str], list[tuple[frozenset[str], asyncio.Future[Delivered]]]] = {}
 
     @contextlib.contextmanager
     def expect(self, hospital_code: str, claim_id: str, statuses: frozenset[str]) -> Any:
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
         entry = (statuses, future)
         key = (hospital_code, claim_id)
         self._waiting.setdefault(key, []).append(entry)
@@ -147,10 +158,16 @@ class Waiters:
     def __bool__(self) -> bool:
         return bool(self._waiting)
 
-    def deliver(self, answer: repo.Answer) -> None:
-        for statuses, future in self._waiting.get((answer.hospital_code, answer.claim_id), ()):
+    def deliver(self, answer: repo.Answer, put_at_ms: int | None = None) -> None:
+        """Tell the requests waiting for ``answer`` (``put_at_ms``: its record's timestamp, Unix ms)."""
+        waiting = self._waiting.get((answer.hospital_code, answer.claim_id))
+        if not waiting:
+            return
+        read_at = time.perf_counter()
+        lag = None if put_at_ms is None or put_at_ms < 0 else max(0.0, time.time() * 1000 - put_at_ms)
+        for statuses, future in waiting:
             if answer.status in statuses and not future.done():
-                future.set_result(answer.body)
+                future.set_result(Delivered(answer.body, read_at, lag))
 
 
 # ------------------------------------------------------------------ the service
@@ -252,9 +269,9 @@ class Gateway:
                         log.warning("answer_unreadable", partition=tp.partition, offset=record.offset)
                     else:
                         answers.append(answer)
+                        # the cashier is told now; the store below is for GET, 对账 and restarts
+                        self.waiters.deliver(answer, record.timestamp)
                 offsets[tp.partition] = records[-1].offset + 1
-            for answer in answers:  # the cashier is told now; the store below is for GET, 对账 and restarts
-                self.waiters.deliver(answer)
             self._storing = asyncio.get_running_loop().create_future()
             try:
                 async with self.pool.acquire() as c:
@@ -301,8 +318,10 @@ class Gateway:
         assert self.pool is not None, "the gateway is not started"
         return self.pool
 
-    async def submit(self, hospital_code: str, body: bytes, wait: float) -> tuple[int, bytes | dict[str, Any]]:
-        """A claim of ``hospital_code``: (200, its answer) or (202, accepted)."""
+    async def submit(self, hospital_code: str, body: bytes, wait: float,
+                     timing: Timing | None = None) -> tuple[int, bytes | dict[str, Any]]:
+        """A claim of ``hospital_code``: (200, its answer) or (202, accepted); ``timing``
+        gets when it was produced and answered."""
         raw = _object_with_ids(body)
         if raw.get("hospital_code") != hospital_code:
             raise Refused(403, "FORBIDDEN",
@@ -318,10 +337,16 @@ class Gateway:
             self._pace()
             await self.producer.send_and_wait(topics.CLAIMS, body, key=claim_id.encode(),
                                               headers=[(KAFKA_SIGNATURE_HEADER, signature(key, body).encode())])
+            if timing is not None:
+                timing.mark("produce")
             try:
-                return 200, await asyncio.wait_for(asyncio.shield(answered), wait)
+                delivered: Delivered = await asyncio.wait_for(asyncio.shield(answered), wait)
             except TimeoutError:
                 pass
+            else:
+                if timing is not None:
+                    timing.answered(delivered)
+                return 200, delivered.body
         # Not answered yet: known as accepted from now on (an answer, stored by the
         # reader, is never overwritten by this), so that GET finds it and says so.
         async with self.db.acquire() as c:
@@ -378,11 +403,41 @@ Format = Literal["national"] | None
 """``?format=national``: the answer under the national platform's names."""
 
 
-class Caller:
-    """A request whose signature checked: its hospital and its body."""
+class Timing:
+    """Where a request's time went inside this process, for its ``Server-Timing``
+    header (ms): ``sign`` the body read and the signature checked, ``produce`` the
+    claim on his.claims (the broker's acknowledgement), ``answer`` until the reader
+    read its answer, ``read`` how long after the answer was put on his.settlements
+    the reader read it (part of ``answer``), ``wake`` from then until the request ran
+    again, ``gateway`` the whole (up to the response, not its writing)."""
 
-    def __init__(self, hospital_code: str, body: bytes) -> None:
-        self.hospital_code, self.body = hospital_code, body
+    __slots__ = ("started", "last", "parts")
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.parts: list[tuple[str, float]] = []
+
+    def mark(self, name: str, at: float | None = None) -> None:
+        at = time.perf_counter() if at is None else at
+        self.parts.append((name, (at - self.last) * 1000))
+        self.last = at
+
+    def answered(self, delivered: Delivered) -> None:
+        self.mark("answer", delivered.read_at)
+        if delivered.read_lag_ms is not None:
+            self.parts.append(("read", delivered.read_lag_ms))
+        self.mark("wake")
+
+    def header(self) -> str:
+        parts = [*self.parts, ("gateway", (time.perf_counter() - self.started) * 1000)]
+        return ", ".join(f"{name};dur={ms:.2f}" for name, ms in parts)
+
+
+class Caller:
+    """A request whose signature checked: its hospital, its body and its timing."""
+
+    def __init__(self, hospital_code: str, body: bytes, timing: Timing | None = None) -> None:
+        self.hospital_code, self.body, self.timing = hospital_code, body, timing
 
 
 async def _body(request: Request) -> bytes:
@@ -422,6 +477,7 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
     app.state.gateway = gateway
 
     async def signed(request: Request) -> Caller:
+        timing = Timing()
         body = await _body(request)
         code = request.headers.get(HOSPITAL_HEADER)
         why = refusal(gateway.keys, code, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER),
@@ -429,7 +485,8 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
         if why is not None:
             raise Refused(401, "INVALID_SIGNATURE", why)
         assert code is not None
-        return Caller(code, body)
+        timing.mark("sign")
+        return Caller(code, body, timing)
 
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> Response:
@@ -480,12 +537,14 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
                             description="seconds to wait for the answer; at most 30 (more waits 30)"),
         answer_format: Format = Query(None, alias="format", description="national: the national platform's names"),
     ) -> Response:
-        status, answer = await gateway.submit(caller.hospital_code, caller.body, min(wait, MAX_WAIT_SECONDS))
+        timing = caller.timing
+        status, answer = await gateway.submit(caller.hospital_code, caller.body, min(wait, MAX_WAIT_SECONDS), timing)
         if status == 202:
             assert isinstance(answer, dict)
             return _json(answer, 202, {"Location": f"/v1/claims/{answer['claim_id']}"})
         assert isinstance(answer, bytes)
-        return _json(national(orjson.loads(answer)) if answer_format == "national" else answer)
+        headers = {"Server-Timing": timing.header()} if timing is not None else None
+        return _json(national(orjson.loads(answer)) if answer_format == "national" else answer, headers=headers)
 
     @app.get(
         "/v1/claims/{claim_id}",

@@ -15,6 +15,7 @@ pipeline's own share of an HTTP claim's latency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -54,9 +55,17 @@ def http_claim(population: Population, rng: random.Random, level_of: Mapping[str
 
 
 class TopicWatch:
-    """When each claim appears on ``his.claims`` and its answer on ``his.settlements``,
-    seen by one reader: the pipeline's share of an HTTP claim's latency, so that what
-    the gateway adds (the rest) is measured claim by claim in the same run."""
+    """When each claim appears on ``his.claims`` and its answer on ``his.settlements``:
+    the pipeline's share of an HTTP claim's latency, so that what the gateway adds
+    (the rest) is measured claim by claim in the same run.
+
+    Two clocks: when this reader saw each record (``claimed``, ``answered``:
+    ``time.perf_counter``) and the record's own timestamp (``claim_put``,
+    ``answer_put``: Unix ms, set by its producer when it was sent, CreateTime, or by
+    the broker, LogAppendTime). A reader that falls behind on ``his.claims`` (it
+    reads eight partitions of claims beside the answers, in the bench's busy
+    process) makes the pipeline look shorter and the gateway's share longer; the
+    claim's timestamp does not depend on when anyone read it."""
 
     def __init__(self, bootstrap: str) -> None:
         from aiokafka import AIOKafkaConsumer
@@ -66,6 +75,9 @@ class TopicWatch:
                                          fetch_max_wait_ms=5, max_partition_fetch_bytes=8 * 1024 * 1024)
         self.claimed: dict[str, float] = {}
         self.answered: dict[str, float] = {}
+        self.claim_put: dict[str, int] = {}
+        self.answer_put: dict[str, int] = {}
+        self.timestamp_types: Counter[int] = Counter()
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -98,11 +110,15 @@ class TopicWatch:
             batch = await self.consumer.getmany(timeout_ms=50, max_records=5000)
             now = time.perf_counter()
             for tp, records in batch.items():
-                seen = self.claimed if tp.topic == topics.CLAIMS else self.answered
+                claims = tp.topic == topics.CLAIMS
+                seen = self.claimed if claims else self.answered
+                put = self.claim_put if claims else self.answer_put
                 for record in records:
                     claim_id = orjson.loads(record.value).get("claim_id")
-                    if isinstance(claim_id, str):
-                        seen.setdefault(claim_id, now)
+                    if isinstance(claim_id, str) and claim_id not in seen:
+                        seen[claim_id] = now
+                        put[claim_id] = record.timestamp
+                        self.timestamp_types[record.timestamp_type] += 1
 
     def pipeline_ms(self, claim_id: str) -> float | None:
         if claim_id in self.claimed and claim_id in self.answered:
@@ -114,6 +130,78 @@ class TopicWatch:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.consumer.stop()
+
+
+def server_timing(header: str | None) -> dict[str, float]:
+    """``{"sign": 0.31, ...}`` of a ``Server-Timing: sign;dur=0.31, ...`` header."""
+    parts: dict[str, float] = {}
+    for part in (header or "").split(","):
+        name, _, duration = part.strip().partition(";dur=")
+        with contextlib.suppress(ValueError):
+            parts[name] = float(duration)
+    return parts
+
+
+STAGES = (
+    ("late", "the client's send after the claim was due"),
+    ("to_kafka", "due to the claim's record timestamp on his.claims"),
+    ("pipeline", "claim's record timestamp to its answer's"),
+    ("from_kafka", "answer's record timestamp to the 200 read by the client"),
+    ("kafka_reader", "answer's record timestamp to a bench reader of his.settlements seeing it"),
+)
+
+
+def claim_by_claim(timed: list[tuple[str, float, float, float, dict[str, float]]], watch: TopicWatch,
+                   wall: float) -> dict[str, Any]:
+    """What the gateway and the HTTP client add, claim by claim (ms).
+
+    ``added_by_http``: the claim's latency less what a Kafka client would have
+    waited for it: from its record's timestamp on his.claims (the moment the claim
+    is the pipeline's) to a reader of his.settlements (the bench's, fetching as the
+    Kafka path's cashier does) seeing its answer. So it is the HTTP path's own
+    cost on both ends: POST to the claim on Kafka, and the answer on Kafka to the
+    200, less a Kafka reader's delay. Record timestamps are whole ms, truncated:
+    0.5 ms is added to each, their mean truncation. ``added_by_http_seen``: the
+    former measure, the latency less the time between this reader seeing the claim
+    and seeing its answer (too high when the reader falls behind on his.claims).
+    The ``stage_*`` medians split the latency (STAGES) and the gateway's own
+    time (its ``Server-Timing``)."""
+    beyond: list[float] = []
+    seen: list[float] = []
+    stages: dict[str, list[float]] = {name: [] for name, _ in STAGES}
+    gateway: dict[str, list[float]] = {}
+    for claim_id, due, sent, received, timing in timed:
+        total = (received - due) * 1000
+        if (pipeline := watch.pipeline_ms(claim_id)) is not None:
+            seen.append(total - pipeline)
+        claim_put, answer_put = watch.claim_put.get(claim_id), watch.answer_put.get(claim_id)
+        answer_seen = watch.answered.get(claim_id)
+        if claim_put is None or answer_put is None or answer_seen is None or claim_put < 0 or answer_put < 0:
+            continue
+        claim_at, answer_at = (claim_put + 0.5) / 1000 - wall, (answer_put + 0.5) / 1000 - wall  # perf_counter
+        beyond.append(total - (answer_seen - claim_at) * 1000)
+        for name, ms in (("late", sent - due), ("to_kafka", claim_at - due), ("pipeline", answer_at - claim_at),
+                         ("from_kafka", received - answer_at), ("kafka_reader", answer_seen - answer_at)):
+            stages[name].append(ms * 1000)
+        for name, ms in timing.items():
+            gateway.setdefault(name, []).append(ms)
+    figures: dict[str, Any] = {
+        "added_by_http_p50_ms": round(_percentile(beyond, 0.50), 2),
+        "added_by_http_p99_ms": round(_percentile(beyond, 0.99), 2), "added_measured": len(beyond),
+        "added_by_http_seen_p50_ms": round(_percentile(seen, 0.50), 2),
+        "added_by_http_seen_p99_ms": round(_percentile(seen, 0.99), 2),
+        "record_timestamp_types": {("LogAppendTime" if t == 1 else "CreateTime"): n
+                                   for t, n in watch.timestamp_types.items()},
+    }
+    for name, values in stages.items():
+        figures[f"stage_{name}_p50_ms"] = round(_percentile(values, 0.50), 2)
+    for name, values in gateway.items():
+        figures[f"stage_gateway_{name}_p50_ms"] = round(_percentile(values, 0.50), 2)
+    figures["breakdown"] = ", ".join(
+        f"{name} {figures[key]:.1f}" for name, key in (
+            *((name, f"stage_{name}_p50_ms") for name, _ in STAGES),
+            *((f"gateway {name}", f"stage_gateway_{name}_p50_ms") for name in gateway))) + " (p50s, ms)"
+    return figures
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -134,6 +222,9 @@ async def paced_http(base_url: str, population: Population, keys: Mapping[str, s
     run = uuid.uuid4().hex[:6].upper()
     latencies: list[float] = []
     added: list[tuple[str, float]] = []
+    # per answered claim: (claim_id, due, sent, received) on time.perf_counter, and the gateway's Server-Timing
+    timed: list[tuple[str, float, float, float, dict[str, float]]] = []
+    wall = time.time() - time.perf_counter()  # perf_counter + wall: Unix seconds, to set beside record timestamps
     statuses: Counter[str] = Counter()
     path = f"/v1/claims?wait={wait:g}"
     # aiohttp, not httpx: on this machine httpx's client cost 6.5-7.2 ms of CPU per request against a bare
@@ -146,6 +237,7 @@ async def paced_http(base_url: str, population: Population, keys: Mapping[str, s
         async def one(due: float, claim: dict[str, Any]) -> None:
             body = orjson.dumps(claim)
             headers = signed_headers(claim["hospital_code"], keys[claim["hospital_code"]], "POST", path, body)
+            sent = time.perf_counter()
             try:
                 async with client.post(path, data=body, headers={**headers, "Content-Type": "application/json"}) as answer:
                     content = await answer.read()
@@ -153,8 +245,10 @@ async def paced_http(base_url: str, population: Population, keys: Mapping[str, s
                 statuses[f"error {type(exc).__name__}"] += 1
                 return
             if answer.status == 200:
-                latencies.append((time.perf_counter() - due) * 1000)
+                received = time.perf_counter()
+                latencies.append((received - due) * 1000)
                 added.append((claim["claim_id"], latencies[-1]))
+                timed.append((claim["claim_id"], due, sent, received, server_timing(answer.headers.get("Server-Timing"))))
                 statuses[orjson.loads(content).get("status", "?")] += 1
             else:
                 statuses[f"http {answer.status}"] += 1
@@ -173,10 +267,7 @@ async def paced_http(base_url: str, population: Population, keys: Mapping[str, s
     extra: dict[str, Any] = {}
     if watch is not None:
         await asyncio.sleep(0.5)  # the watch's last fetch
-        beyond = [total - pipeline for claim_id, total in added
-                  if (pipeline := watch.pipeline_ms(claim_id)) is not None]
-        extra = {"added_by_http_p50_ms": round(_percentile(beyond, 0.50), 2),
-                 "added_by_http_p99_ms": round(_percentile(beyond, 0.99), 2), "added_measured": len(beyond)}
+        extra = claim_by_claim(timed, watch, wall)
     return {
         "path": "http", "rate": round(rate, 1), "sent": total, "answered": len(latencies),
         "p50_ms": round(_percentile(latencies, 0.50), 2), "p99_ms": round(_percentile(latencies, 0.99), 2),

@@ -180,6 +180,9 @@ async def main() -> int:
             port = int(os.environ.get("BROKER_PORT", "9092"))
             if kind == "kafka":
                 broker = ApacheKafka(dir=run_dir / "kafka", port=port).start()
+                # it answers a held fetch as soon as data arrives: the gateway's reader need not poll at 5 ms
+                broker_env["GATEWAY_FETCH_MAX_WAIT_MS"] = os.environ.get("GATEWAY_FETCH_MAX_WAIT_MS",
+                                                                         str(settings.fetch_max_wait_ms))
                 print(f"[supervisor ] Apache Kafka (KRaft, log in {run_dir / 'kafka'}) on {broker.bootstrap}", flush=True)
             else:
                 broker = EmbeddedBroker(port, log_path=run_dir / "broker.log").start()

@@ -76,6 +76,8 @@ ANSWERS_TO: dict[str, frozenset[str]] = {
 }
 """The answers that answer a request of each type (an earlier trial's answer
 does not answer the settle that follows it under the same claim_id)."""
+MAX_UNSTORED_BATCHES = 100
+"""Batches read and told but not stored beyond which the reader waits for the store."""
 REJECTED = frozenset({"rejected"})  # a claim of no known type gets only a rejection
 
 
@@ -123,15 +125,26 @@ def answer_of(body: bytes) -> repo.Answer | None:
         return None
 
 
+class Delivered:
+    """An answer told to a waiting request: its body, when this process read it
+    (``time.perf_counter``) and how long after the answer was put on the broker
+    (the record's timestamp; ``None`` when it has none)."""
+
+    __slots__ = ("body", "read_at", "read_lag_ms")
+
+    def __init__(self, body: bytes, read_at: float, read_lag_ms: float | None) -> None:
+        self.body, self.read_at, self.read_lag_ms = body, read_at, read_lag_ms
+
+
 class Waiters:
     """Requests of this process waiting for their claim's answer."""
 
     def __init__(self) -> None:
-        self._waiting: dict[tuple[str, str], list[tuple[frozenset[str], asyncio.Future[bytes]]]] = {}
+        self._waiting: dict[tuple[str, str], list[tuple[frozenset[str], asyncio.Future[Delivered]]]] = {}
 
     @contextlib.contextmanager
     def expect(self, hospital_code: str, claim_id: str, statuses: frozenset[str]) -> Any:
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
         entry = (statuses, future)
         key = (hospital_code, claim_id)
         self._waiting.setdefault(key, []).append(entry)
@@ -147,10 +160,16 @@ class Waiters:
     def __bool__(self) -> bool:
         return bool(self._waiting)
 
-    def deliver(self, answer: repo.Answer) -> None:
-        for statuses, future in self._waiting.get((answer.hospital_code, answer.claim_id), ()):
+    def deliver(self, answer: repo.Answer, put_at_ms: int | None = None) -> None:
+        """Tell the requests waiting for ``answer`` (``put_at_ms``: its record's timestamp, Unix ms)."""
+        waiting = self._waiting.get((answer.hospital_code, answer.claim_id))
+        if not waiting:
+            return
+        read_at = time.perf_counter()
+        lag = None if put_at_ms is None or put_at_ms < 0 else max(0.0, time.time() * 1000 - put_at_ms)
+        for statuses, future in waiting:
             if answer.status in statuses and not future.done():
-                future.set_result(answer.body)
+                future.set_result(Delivered(answer.body, read_at, lag))
 
 
 # ------------------------------------------------------------------ the service
@@ -168,7 +187,13 @@ class Gateway:
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task | None = None
-        self._storing: asyncio.Future[None] | None = None  # the store of the batch just told to its waiters
+        self._storer: asyncio.Task | None = None
+        # batches told to their waiters and not stored yet (answers, next offset of each partition), in order
+        self._unstored: list[tuple[list[repo.Answer], dict[int, int]]] = []
+        self._told = 0  # batches told so far
+        self._stored_upto = 0  # of those, how many are stored
+        self._to_store = asyncio.Event()
+        self._store_round: asyncio.Future[bool] | None = None  # the storer's next attempt: True when it stored
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
@@ -196,6 +221,7 @@ class Gateway:
                                          **options, **settings.kafka_client_security())
         await self.consumer.start()
         await self._assign()
+        self._storer = asyncio.create_task(self._store_answers())
         self._reader = asyncio.create_task(self._read_answers())
         log.info("gateway_started", hospitals=len(self.keys))
 
@@ -219,9 +245,10 @@ class Gateway:
                 await self.consumer.seek_to_beginning(tp)
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+        for task in (self._reader, self._storer):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for client in (self.consumer, self.producer):
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -252,23 +279,55 @@ class Gateway:
                         log.warning("answer_unreadable", partition=tp.partition, offset=record.offset)
                     else:
                         answers.append(answer)
+                        # the cashier is told now; the store below is for GET, 对账 and restarts
+                        self.waiters.deliver(answer, record.timestamp)
                 offsets[tp.partition] = records[-1].offset + 1
-            for answer in answers:  # the cashier is told now; the store below is for GET, 对账 and restarts
-                self.waiters.deliver(answer)
-            self._storing = asyncio.get_running_loop().create_future()
-            try:
-                async with self.pool.acquire() as c:
-                    await repo.save_answers(c, answers, offsets)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - read again from the batch's start
-                log.warning("answers_not_stored", error=repr(exc))
-                for tp, records in batch.items():
-                    self.consumer.seek(tp, records[0].offset)
-                await asyncio.sleep(0.5)
-            finally:
-                self._storing.set_result(None)
-                self._storing = None
+            # stored by another task, so that this one reads the next answers meanwhile (a store
+            # takes a round trip to PostgreSQL; answers read during it waited for it)
+            self._unstored.append((answers, offsets))
+            self._told += 1
+            self._to_store.set()
+            while len(self._unstored) > MAX_UNSTORED_BATCHES and self._storer is not None and not self._storer.done():
+                await asyncio.shield(self._next_round())  # the database is slow or away: read no further
+
+    def _next_round(self) -> asyncio.Future[bool]:
+        if self._store_round is None:
+            self._store_round = asyncio.get_running_loop().create_future()
+        return self._store_round
+
+    async def _store_answers(self) -> None:
+        """Store the batches told to their waiters, all those waiting in one statement,
+        with how far they were read: all or nothing, so a batch not stored (the process
+        stopped, the database away) is read again after a restart, or tried again."""
+        assert self.pool is not None
+        while True:
+            await self._to_store.wait()
+            self._to_store.clear()
+            while self._unstored:
+                taken = len(self._unstored)
+                answers = [answer for batch, _ in self._unstored[:taken] for answer in batch]
+                offsets: dict[int, int] = {}
+                for _, read in self._unstored[:taken]:
+                    for partition, offset in read.items():
+                        offsets[partition] = max(offset, offsets.get(partition, offset))
+                stored = False
+                try:
+                    async with self.pool.acquire() as c:
+                        await repo.save_answers(c, answers, offsets)
+                    stored = True
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - kept, and tried again
+                    log.warning("answers_not_stored", error=repr(exc))
+                finally:
+                    if stored:
+                        del self._unstored[:taken]
+                        self._stored_upto += taken
+                    round_, self._store_round = self._store_round, None
+                    if round_ is not None:
+                        round_.set_result(stored)
+                if not stored:
+                    await asyncio.sleep(0.5)
 
     def _pace(self) -> None:
         """How long the reader's next fetch may be held: GATEWAY_FETCH_MAX_WAIT_MS while a
@@ -284,25 +343,30 @@ class Gateway:
                                                                             settings.gateway_fetch_max_wait_ms))
 
     async def _stored(self) -> None:
-        """Wait for the store of the answers this process has just told (if any)."""
-        storing = self._storing
-        if storing is not None:
-            await asyncio.shield(storing)
+        """Wait for the store of the answers this process has told so far (if any); not
+        beyond an attempt that failed (the caller then reads what is stored, or is told
+        the database is away)."""
+        told = self._told
+        while self._stored_upto < told and self._storer is not None and not self._storer.done():
+            if not await asyncio.shield(self._next_round()):
+                return
 
     # ----------------------------------------------------------- requests
 
     @property
     def reading(self) -> bool:
         """Whether answers are being learnt (a waiting request can be answered)."""
-        return self._reader is not None and not self._reader.done()
+        return all(task is not None and not task.done() for task in (self._reader, self._storer))
 
     @property
     def db(self) -> asyncpg.Pool:
         assert self.pool is not None, "the gateway is not started"
         return self.pool
 
-    async def submit(self, hospital_code: str, body: bytes, wait: float) -> tuple[int, bytes | dict[str, Any]]:
-        """A claim of ``hospital_code``: (200, its answer) or (202, accepted)."""
+    async def submit(self, hospital_code: str, body: bytes, wait: float,
+                     timing: Timing | None = None) -> tuple[int, bytes | dict[str, Any]]:
+        """A claim of ``hospital_code``: (200, its answer) or (202, accepted); ``timing``
+        gets when it was produced and answered."""
         raw = _object_with_ids(body)
         if raw.get("hospital_code") != hospital_code:
             raise Refused(403, "FORBIDDEN",
@@ -318,10 +382,17 @@ class Gateway:
             self._pace()
             await self.producer.send_and_wait(topics.CLAIMS, body, key=claim_id.encode(),
                                               headers=[(KAFKA_SIGNATURE_HEADER, signature(key, body).encode())])
+            if timing is not None:
+                timing.mark("produce")
             try:
-                return 200, await asyncio.wait_for(asyncio.shield(answered), wait)
+                async with asyncio.timeout(wait):  # awaited directly: woken in one step when the reader sets it
+                    delivered: Delivered = await answered
             except TimeoutError:
                 pass
+            else:
+                if timing is not None:
+                    timing.answered(delivered)
+                return 200, delivered.body
         # Not answered yet: known as accepted from now on (an answer, stored by the
         # reader, is never overwritten by this), so that GET finds it and says so.
         async with self.db.acquire() as c:
@@ -378,11 +449,41 @@ Format = Literal["national"] | None
 """``?format=national``: the answer under the national platform's names."""
 
 
-class Caller:
-    """A request whose signature checked: its hospital and its body."""
+class Timing:
+    """Where a request's time went inside this process, for its ``Server-Timing``
+    header (ms): ``sign`` the body read and the signature checked, ``produce`` the
+    claim on his.claims (the broker's acknowledgement), ``answer`` until the reader
+    read its answer, ``read`` how long after the answer was put on his.settlements
+    the reader read it (part of ``answer``), ``wake`` from then until the request ran
+    again, ``gateway`` the whole (up to the response, not its writing)."""
 
-    def __init__(self, hospital_code: str, body: bytes) -> None:
-        self.hospital_code, self.body = hospital_code, body
+    __slots__ = ("started", "last", "parts")
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.parts: list[tuple[str, float]] = []
+
+    def mark(self, name: str, at: float | None = None) -> None:
+        at = time.perf_counter() if at is None else at
+        self.parts.append((name, (at - self.last) * 1000))
+        self.last = at
+
+    def answered(self, delivered: Delivered) -> None:
+        self.mark("answer", delivered.read_at)
+        if delivered.read_lag_ms is not None:
+            self.parts.append(("read", delivered.read_lag_ms))
+        self.mark("wake")
+
+    def header(self) -> str:
+        parts = [*self.parts, ("gateway", (time.perf_counter() - self.started) * 1000)]
+        return ", ".join(f"{name};dur={ms:.2f}" for name, ms in parts)
+
+
+class Caller:
+    """A request whose signature checked: its hospital, its body and its timing."""
+
+    def __init__(self, hospital_code: str, body: bytes, timing: Timing | None = None) -> None:
+        self.hospital_code, self.body, self.timing = hospital_code, body, timing
 
 
 async def _body(request: Request) -> bytes:
@@ -422,6 +523,7 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
     app.state.gateway = gateway
 
     async def signed(request: Request) -> Caller:
+        timing = Timing()
         body = await _body(request)
         code = request.headers.get(HOSPITAL_HEADER)
         why = refusal(gateway.keys, code, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER),
@@ -429,7 +531,8 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
         if why is not None:
             raise Refused(401, "INVALID_SIGNATURE", why)
         assert code is not None
-        return Caller(code, body)
+        timing.mark("sign")
+        return Caller(code, body, timing)
 
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> Response:
@@ -480,12 +583,14 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
                             description="seconds to wait for the answer; at most 30 (more waits 30)"),
         answer_format: Format = Query(None, alias="format", description="national: the national platform's names"),
     ) -> Response:
-        status, answer = await gateway.submit(caller.hospital_code, caller.body, min(wait, MAX_WAIT_SECONDS))
+        timing = caller.timing
+        status, answer = await gateway.submit(caller.hospital_code, caller.body, min(wait, MAX_WAIT_SECONDS), timing)
         if status == 202:
             assert isinstance(answer, dict)
             return _json(answer, 202, {"Location": f"/v1/claims/{answer['claim_id']}"})
         assert isinstance(answer, bytes)
-        return _json(national(orjson.loads(answer)) if answer_format == "national" else answer)
+        headers = {"Server-Timing": timing.header()} if timing is not None else None
+        return _json(national(orjson.loads(answer)) if answer_format == "national" else answer, headers=headers)
 
     @app.get(
         "/v1/claims/{claim_id}",

@@ -10,11 +10,12 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from deploy.bench_http import server_timing
 from medsettle.contract import FUNDS, FundDetail, Layer, LayerName, SettlementResult
 from medsettle.hospital_keys import HospitalKeys, KeysError
 from medsettle.settings import Settings
 from services.gateway import repository as repo
-from services.gateway.app import answer_of
+from services.gateway.app import Delivered, Timing, answer_of
 from services.gateway.models import NationalSettlement, ReconciliationRequest
 from services.gateway.national import national
 from services.gateway.reconciliation import BookedClaim, reconcile, settlement_day
@@ -175,3 +176,15 @@ def test_reconciliation_claim_by_claim_lists_each_difference():
         ("C1", "fund_total", "60.00", "66.00"), ("C3", "status", "reversed", "settled")]
     body = answer.model_dump(mode="json", by_alias=True)
     assert body["from"] == "2024-03-10" and body["ours"]["total"] == "150.00"
+
+
+def test_a_requests_server_timing_names_each_stage_and_the_bench_reads_it_back():
+    timing = Timing()
+    timing.mark("sign")
+    timing.mark("produce")
+    timing.answered(Delivered(b"{}", timing.last, 1.5))
+    parts = server_timing(timing.header())
+    assert list(parts) == ["sign", "produce", "answer", "read", "wake", "gateway"]
+    assert parts["read"] == 1.5 and all(ms >= 0 for ms in parts.values())
+    assert parts["gateway"] >= parts["sign"] + parts["produce"] + parts["answer"] + parts["wake"] - 0.05
+    assert server_timing(None) == {} and server_timing("x;dur=oops, y;dur=2") == {"y": 2.0}

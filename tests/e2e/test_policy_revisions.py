@@ -18,8 +18,6 @@ from typing import Any
 import pytest
 import yaml
 
-from medsettle import topics
-from medsettle.embedded import ensure_topics
 from medsettle.policy import Policy, load_policy
 from medsettle.settings import ROOT
 from services.assistance.app import AssistanceStage
@@ -31,7 +29,7 @@ from tests.dashboard.conftest import drop_database
 from tests.e2e.test_money_edges import drive_sequence
 from tests.factories import claim_body, hospital_record, person_record
 from tests.harness import Pipeline, fresh_database, pipeline_settings
-from tests.infra import PARTITIONS
+from tests.infra import own_broker
 from tests.unit.money_model import MemoryPipeline, MemoryPolicies
 
 COUNTY = "H3404217001"
@@ -58,16 +56,15 @@ async def revisions(database_url: str, embedded_broker_factory: Any, tmp_path_fa
     for name in ("340421-2024.yaml", "150900-2024.yaml"):  # the shipped files, without their seals
         shutil.copy(ROOT / "policies" / name, folder / name)
     url = await fresh_database(database_url, prefix="rev")
-    bootstrap = embedded_broker_factory().bootstrap  # consumer groups of its own
-    await ensure_topics(bootstrap, topics.ALL_TOPICS, PARTITIONS)
-    pipeline = Pipeline(pipeline_settings(bootstrap, url).model_copy(update={"policy_dir": folder}))
-    await pipeline.start()
-    try:
-        await pipeline.register(persons=[person_record(PERSON)], hospitals=[hospital_record(COUNTY, "county")])
-        yield pipeline, folder
-    finally:
-        await pipeline.stop()
-        await drop_database(database_url, url)
+    async with own_broker(embedded_broker_factory) as bootstrap:  # consumer groups of its own
+        pipeline = Pipeline(pipeline_settings(bootstrap, url).model_copy(update={"policy_dir": folder}))
+        await pipeline.start()
+        try:
+            await pipeline.register(persons=[person_record(PERSON)], hospitals=[hospital_record(COUNTY, "county")])
+            yield pipeline, folder
+        finally:
+            await pipeline.stop()
+            await drop_database(database_url, url)
 
 
 async def settle(pipeline: Pipeline, n: int, discharged_on: str, *, kind: str = "settle", answer: int = 1,

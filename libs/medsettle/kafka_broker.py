@@ -106,7 +106,8 @@ def _cluster_id() -> str:
 
 
 _FORMATTED: dict[tuple[str, ...], bytes] = {}
-"""The ``bootstrap.checkpoint`` StorageTool wrote in this process, by its format arguments. The file holds
+"""The ``bootstrap.checkpoint`` StorageTool wrote in this process, by its format arguments and the profile's
+``extra_properties`` (one could set the feature levels a release defaults to). The file holds
 the release's feature levels (metadata.version and the like) and the arguments' records (``--add-scram``'s
 credentials), nothing of the cluster's or the node's: those are in ``meta.properties`` (node.id, cluster.id,
 directory.id). A copy spares each later node a JVM of its own (seconds on a busy machine)."""
@@ -216,13 +217,13 @@ class KafkaNode:
 
     def format(self) -> None:
         """Format the storage once (``kafka.tools.StorageTool``); a formatted node keeps it. StorageTool
-        runs once a process for the same format arguments: a later node gets a copy of the
+        runs once a process for the same format arguments and profile: a later node gets a copy of the
         ``bootstrap.checkpoint`` it wrote and a ``meta.properties`` of its own (``_FORMATTED``)."""
         meta = self.data_dir / "meta.properties"
         if meta.exists():
             return
         self.write_config()
-        key = tuple(self.cluster.format_args)
+        key = (*self.cluster.format_args, *(f"{k}={v}" for k, v in sorted(self.cluster.extra_properties.items())))
         checkpoint = _FORMATTED.get(key)
         if checkpoint is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,8 @@ class Broker(Protocol):
 
     def stop(self) -> None: ...
 
+    def kill(self) -> None: ...
+
     def restart(self) -> None: ...
 
 
@@ -111,13 +113,14 @@ def embedded_broker_factory(broker_kind, tmp_path_factory):
 @contextlib.asynccontextmanager
 async def own_broker(start: Callable[[], Broker]) -> AsyncIterator[str]:
     """A broker for one package, module or test alone (from ``embedded_broker_factory``), with every topic,
-    stopped when it is done; yields its bootstrap."""
+    killed when it is done (what it holds is nobody's any more: no controlled shutdown to wait for); yields
+    its bootstrap."""
     broker = start()
     try:
         await ensure_topics(broker.bootstrap, ALL_TOPICS, PARTITIONS)
         yield broker.bootstrap
     finally:
-        broker.stop()
+        broker.kill()
 
 
 @pytest.fixture(scope="session")

@@ -27,10 +27,10 @@ def bench(bootstrap: str, database_url: str, out: Path, *options: str) -> tuple[
 
 @pytest.fixture
 def broker(embedded_broker_factory):
-    """A broker of the test's own (the bench's consumer groups are the services'), stopped after it."""
+    """A broker of the test's own (the bench's consumer groups are the services'), killed after it."""
     broker = embedded_broker_factory()
     yield broker
-    broker.stop()
+    broker.kill()
 
 
 def test_a_short_bench_settles_claims_measures_every_phase_and_writes_its_table(

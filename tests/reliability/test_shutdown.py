@@ -73,7 +73,7 @@ async def onward_claim_ids(bootstrap: str, expected: int) -> list[str]:
 
 @pytest.fixture
 async def bootstrap(embedded_broker_factory):
-    """A broker of the test's own (eligibility's consumer group is the service's), stopped after it."""
+    """A broker of the test's own (eligibility's consumer group is the service's), killed after it."""
     async with own_broker(embedded_broker_factory) as bootstrap:
         yield bootstrap
 

@@ -8,7 +8,9 @@ cannot be started the tests fail: a skipped suite would hide a broken install.""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import pytest
@@ -28,6 +30,8 @@ class Broker(Protocol):
     def bootstrap(self) -> str: ...
 
     def stop(self) -> None: ...
+
+    def kill(self) -> None: ...
 
     def restart(self) -> None: ...
 
@@ -89,7 +93,9 @@ async def kafka_bootstrap(broker_kind, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def embedded_broker_factory(broker_kind, tmp_path_factory):
-    """Brokers of a test's own, of the session's kind (the crash test restarts one)."""
+    """Brokers of a test's own, of the session's kind (the crash test restarts one). Whoever starts one
+    stops it when done (``own_broker``): one left running until the end of the broker's pass would take
+    its CPU and heap from every later test. The rest are stopped at the end of the pass."""
     if broker_kind == "external":
         raise RuntimeError("these tests start brokers of their own: unset KAFKA_BOOTSTRAP_SERVERS")
     started: list[Broker] = []
@@ -102,6 +108,19 @@ def embedded_broker_factory(broker_kind, tmp_path_factory):
     yield start
     for broker in started:
         broker.stop()
+
+
+@contextlib.asynccontextmanager
+async def own_broker(start: Callable[[], Broker]) -> AsyncIterator[str]:
+    """A broker for one package, module or test alone (from ``embedded_broker_factory``), with every topic,
+    killed when it is done (what it holds is nobody's any more: no controlled shutdown to wait for); yields
+    its bootstrap."""
+    broker = start()
+    try:
+        await ensure_topics(broker.bootstrap, ALL_TOPICS, PARTITIONS)
+        yield broker.bootstrap
+    finally:
+        broker.kill()
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,14 @@ def _cluster_id() -> str:
             return cluster_id
 
 
+_FORMATTED: dict[tuple[str, ...], bytes] = {}
+"""The ``bootstrap.checkpoint`` StorageTool wrote in this process, by its format arguments and the profile's
+``extra_properties`` (one could set the feature levels a release defaults to). The file holds
+the release's feature levels (metadata.version and the like) and the arguments' records (``--add-scram``'s
+credentials), nothing of the cluster's or the node's: those are in ``meta.properties`` (node.id, cluster.id,
+directory.id). A copy spares each later node a JVM of its own (seconds on a busy machine)."""
+
+
 def _java() -> str:
     home = os.environ.get("JAVA_HOME")
     java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
@@ -214,10 +222,21 @@ class KafkaNode:
         ]
 
     def format(self) -> None:
-        """Format the storage once (``kafka.tools.StorageTool``); a formatted node keeps it."""
-        if (self.data_dir / "meta.properties").exists():
+        """Format the storage once (``kafka.tools.StorageTool``); a formatted node keeps it. StorageTool
+        runs once a process for the same format arguments and profile: a later node gets a copy of the
+        ``bootstrap.checkpoint`` it wrote and a ``meta.properties`` of its own (``_FORMATTED``)."""
+        meta = self.data_dir / "meta.properties"
+        if meta.exists():
             return
         self.write_config()
+        key = (*self.cluster.format_args, *(f"{k}={v}" for k, v in sorted(self.cluster.extra_properties.items())))
+        checkpoint = _FORMATTED.get(key)
+        if checkpoint is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            (self.data_dir / "bootstrap.checkpoint").write_bytes(checkpoint)
+            meta.write_text(f"node.id={self.node_id}\ndirectory.id={_cluster_id()}\nversion=1\n"
+                            f"cluster.id={self.cluster.cluster_id}\n")
+            return
         result = subprocess.run(
             self._command("kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", self.cluster.cluster_id,
                           "-c", str(self.config_path), *self.cluster.format_args),
@@ -225,6 +244,7 @@ class KafkaNode:
         )
         if result.returncode != 0:
             raise RuntimeError(f"StorageTool could not format node {self.node_id}: {result.stdout}{result.stderr}")
+        _FORMATTED[key] = (self.data_dir / "bootstrap.checkpoint").read_bytes()
 
     # ------------------------------------------------------------ process
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from medsettle.settings import ROOT
 
@@ -24,9 +25,16 @@ def bench(bootstrap: str, database_url: str, out: Path, *options: str) -> tuple[
     return finished, orjson.loads(out.read_bytes())
 
 
-def test_a_short_bench_settles_claims_measures_every_phase_and_writes_its_table(
-        embedded_broker_factory, database_url, tmp_path):
+@pytest.fixture
+def broker(embedded_broker_factory):
+    """A broker of the test's own (the bench's consumer groups are the services'), killed after it."""
     broker = embedded_broker_factory()
+    yield broker
+    broker.kill()
+
+
+def test_a_short_bench_settles_claims_measures_every_phase_and_writes_its_table(
+        broker, database_url, tmp_path):
     finished, results = bench(broker.bootstrap, database_url, tmp_path / "bench.json",
                               "--seconds", "3", "--warmup", "6", "--in-flight", "300")
     assert results["throughput"]["answers"] > 0 and results["throughput"]["statuses"].get("settled", 0) > 0
@@ -49,8 +57,7 @@ def test_a_short_bench_settles_claims_measures_every_phase_and_writes_its_table(
 
 
 def test_paced_rates_alone_measure_the_pipeline_and_the_bare_hops_at_the_same_rate(
-        embedded_broker_factory, database_url, tmp_path):
-    broker = embedded_broker_factory()
+        broker, database_url, tmp_path):
     finished, results = bench(broker.bootstrap, database_url, tmp_path / "bench.json", "--seconds", "0", "--rates", "20",
                               "--no-http")
     assert "throughput" not in results

@@ -22,9 +22,7 @@ import pytest
 import uvicorn
 import yaml
 
-from medsettle import topics
 from medsettle.contract import SettlementResult
-from medsettle.embedded import ensure_topics
 from deploy.dev_credentials import dev_users
 from medsettle.access import OperatorGuard, Users
 from medsettle.httpserver import ServiceHttp
@@ -33,7 +31,7 @@ from services.dashboard.app import build_app
 from services.eligibility.app import EligibilityStage
 from tests.dashboard import dataset
 from tests.harness import Pipeline, fresh_database, pipeline_settings
-from tests.infra import PARTITIONS
+from tests.infra import own_broker
 
 CST = dt.timezone(dt.timedelta(hours=8))
 TODAY = dt.datetime(2024, 3, 31, 12, 0, tzinfo=CST)  # the dashboard's clock: a quarter of 2024 gone
@@ -146,34 +144,34 @@ async def dashboard_system(database_url: str, embedded_broker_factory: Any,
                            test_policies: Path) -> AsyncIterator[DashboardSystem]:
     url = await fresh_database(database_url, prefix="dash")
     # a broker of its own: the consumer groups (named after the services) never meet another test's pipeline
-    bootstrap = embedded_broker_factory().bootstrap
-    await ensure_topics(bootstrap, topics.ALL_TOPICS, PARTITIONS)
-    pipeline = Pipeline(pipeline_settings(bootstrap, url))
-    await pipeline.start()
-    eligibility = pipeline.runtime(EligibilityStage)
-    eligibility_port, dashboard_port, nobody = free_port(), free_port(), free_port()
-    users, token = dev_users(), "dashboard-service-token"  # the development pair, as under make run
-    api = ServiceHttp("eligibility", "127.0.0.1", eligibility_port, eligibility.health, eligibility.service.routes(),
-                      guard=OperatorGuard(Users(users), token), pool=eligibility.service.pool)
-    try:
-        await api.start()
-        eligibility_url = f"http://127.0.0.1:{eligibility_port}"
-        settings = Settings(
-            database_url=url,
-            policy_dir=test_policies,
-            eligibility_api_url=eligibility_url,
-            operations_api_url=f"http://127.0.0.1:{nobody}",  # the operations service is down
-            service_metrics_urls={"pipeline": f"{eligibility_url}/metrics"},
-            dashboard_stuck_after_seconds=30,
-            log_level="WARNING",
-            dashboard_users=users, dashboard_development_users=True, operator_api_token=token,
-        )
-        await settle_dataset(pipeline)
-        app = build_app(settings, clock=lambda: TODAY)
-        async with serving(app, dashboard_port):
-            yield DashboardSystem(pipeline, f"http://127.0.0.1:{dashboard_port}", eligibility_url, settings,
-                                  app.state.dashboard)
-    finally:
-        await api.stop()
-        await pipeline.stop()
-        await drop_database(database_url, url)
+    async with own_broker(embedded_broker_factory) as bootstrap:
+        pipeline = Pipeline(pipeline_settings(bootstrap, url))
+        await pipeline.start()
+        eligibility = pipeline.runtime(EligibilityStage)
+        eligibility_port, dashboard_port, nobody = free_port(), free_port(), free_port()
+        users, token = dev_users(), "dashboard-service-token"  # the development pair, as under make run
+        api = ServiceHttp("eligibility", "127.0.0.1", eligibility_port, eligibility.health,
+                          eligibility.service.routes(), guard=OperatorGuard(Users(users), token),
+                          pool=eligibility.service.pool)
+        try:
+            await api.start()
+            eligibility_url = f"http://127.0.0.1:{eligibility_port}"
+            settings = Settings(
+                database_url=url,
+                policy_dir=test_policies,
+                eligibility_api_url=eligibility_url,
+                operations_api_url=f"http://127.0.0.1:{nobody}",  # the operations service is down
+                service_metrics_urls={"pipeline": f"{eligibility_url}/metrics"},
+                dashboard_stuck_after_seconds=30,
+                log_level="WARNING",
+                dashboard_users=users, dashboard_development_users=True, operator_api_token=token,
+            )
+            await settle_dataset(pipeline)
+            app = build_app(settings, clock=lambda: TODAY)
+            async with serving(app, dashboard_port):
+                yield DashboardSystem(pipeline, f"http://127.0.0.1:{dashboard_port}", eligibility_url, settings,
+                                      app.state.dashboard)
+        finally:
+            await api.stop()
+            await pipeline.stop()
+            await drop_database(database_url, url)

@@ -19,16 +19,14 @@ import orjson
 import pytest
 
 from deploy.dev_credentials import dev_users
-from medsettle import topics
 from medsettle.contract import SettlementResult
-from medsettle.embedded import ensure_topics
 from medsettle.settings import Settings
 from services.dashboard.app import build_app
 from services.settlement.app import SettlementStage
 from tests.dashboard.conftest import drop_database, free_port, serving
 from tests.factories import claim_body, hospital_record, person_record
 from tests.harness import Pipeline, fresh_database, pipeline_settings
-from tests.infra import PARTITIONS
+from tests.infra import own_broker
 
 CST = dt.timezone(dt.timedelta(hours=8))
 COUNTY, TOWNSHIP = "H3404218001", "H3404218002"
@@ -76,31 +74,30 @@ class Clearing:
 @pytest.fixture(scope="module")
 async def system(database_url: str, embedded_broker_factory: Any) -> AsyncIterator[Clearing]:
     url = await fresh_database(database_url, prefix="clear")
-    bootstrap = embedded_broker_factory().bootstrap  # consumer groups of its own
-    await ensure_topics(bootstrap, topics.ALL_TOPICS, PARTITIONS)
-    pipeline = Pipeline(pipeline_settings(bootstrap, url))
-    settled_at = [dt.datetime(2024, 3, 20, 10, tzinfo=CST)]
-    now = [dt.datetime(2024, 3, 20, 10, tzinfo=CST)]
-    pipeline.stage(SettlementStage).clock = lambda: settled_at[0]
-    await pipeline.start()
-    try:
-        await pipeline.register(
-            persons=[person_record(pid(n), categories=["poverty_registered", "subsistence"] if n == 2 else [])
-                     for n in range(1, 10)],
-            hospitals=[hospital_record(COUNTY, "county"), hospital_record(TOWNSHIP, "township")])
-        settings = Settings(database_url=url, log_level="WARNING",
-                            eligibility_api_url=f"http://127.0.0.1:{free_port()}",
-                            operations_api_url=f"http://127.0.0.1:{free_port()}", service_metrics_urls={},
-                            dashboard_users=dev_users(), dashboard_development_users=True)  # as under make run
-        app = build_app(settings, clock=lambda: now[0])
-        port = free_port()
-        async with serving(app, port), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            login = await client.post("/login", data=OPERATOR)
-            assert login.status_code == 303
-            yield Clearing(pipeline, client, app.state.dashboard, settled_at, now, url)
-    finally:
-        await pipeline.stop()
-        await drop_database(database_url, url)
+    async with own_broker(embedded_broker_factory) as bootstrap:  # consumer groups of its own
+        pipeline = Pipeline(pipeline_settings(bootstrap, url))
+        settled_at = [dt.datetime(2024, 3, 20, 10, tzinfo=CST)]
+        now = [dt.datetime(2024, 3, 20, 10, tzinfo=CST)]
+        pipeline.stage(SettlementStage).clock = lambda: settled_at[0]
+        await pipeline.start()
+        try:
+            await pipeline.register(
+                persons=[person_record(pid(n), categories=["poverty_registered", "subsistence"] if n == 2 else [])
+                         for n in range(1, 10)],
+                hospitals=[hospital_record(COUNTY, "county"), hospital_record(TOWNSHIP, "township")])
+            settings = Settings(database_url=url, log_level="WARNING",
+                                eligibility_api_url=f"http://127.0.0.1:{free_port()}",
+                                operations_api_url=f"http://127.0.0.1:{free_port()}", service_metrics_urls={},
+                                dashboard_users=dev_users(), dashboard_development_users=True)  # as under make run
+            app = build_app(settings, clock=lambda: now[0])
+            port = free_port()
+            async with serving(app, port), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                login = await client.post("/login", data=OPERATOR)
+                assert login.status_code == 303
+                yield Clearing(pipeline, client, app.state.dashboard, settled_at, now, url)
+        finally:
+            await pipeline.stop()
+            await drop_database(database_url, url)
 
 
 def table(csv_bytes: bytes) -> list[list[str]]:

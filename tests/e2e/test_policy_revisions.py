@@ -7,9 +7,11 @@ takes effect without a restart; a revision changed in place is refused."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import random
 import shutil
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,26 +20,25 @@ from typing import Any
 import pytest
 import yaml
 
-from medsettle import topics
-from medsettle.embedded import ensure_topics
 from medsettle.policy import Policy, load_policy
 from medsettle.settings import ROOT
 from services.assistance.app import AssistanceStage
 from services.backstop.app import BackstopStage
 from services.basic.app import BasicStage
+from services.eligibility.app import EligibilityStage
 from services.insurer.app import SeriousIllnessStage
 from services.settlement.app import SettlementStage
 from tests.dashboard.conftest import drop_database
 from tests.e2e.test_money_edges import drive_sequence
 from tests.factories import claim_body, hospital_record, person_record
 from tests.harness import Pipeline, fresh_database, pipeline_settings
-from tests.infra import PARTITIONS
+from tests.infra import own_broker
 from tests.unit.money_model import MemoryPipeline, MemoryPolicies
 
 COUNTY = "H3404217001"
 PERSON = "340421197501017001"
 LAYER_STAGES = (BasicStage, SeriousIllnessStage, AssistanceStage, BackstopStage)
-RECHECK = 2.5  # a PolicyBook looks at its folder again after 2 s
+RECHECK = 10.0  # a PolicyBook looks at its folder again at its first lookup 2 s after its last look: ample
 
 
 def second_revision() -> dict[str, Any]:
@@ -58,16 +59,49 @@ async def revisions(database_url: str, embedded_broker_factory: Any, tmp_path_fa
     for name in ("340421-2024.yaml", "150900-2024.yaml"):  # the shipped files, without their seals
         shutil.copy(ROOT / "policies" / name, folder / name)
     url = await fresh_database(database_url, prefix="rev")
-    bootstrap = embedded_broker_factory().bootstrap  # consumer groups of its own
-    await ensure_topics(bootstrap, topics.ALL_TOPICS, PARTITIONS)
-    pipeline = Pipeline(pipeline_settings(bootstrap, url).model_copy(update={"policy_dir": folder}))
-    await pipeline.start()
+    async with own_broker(embedded_broker_factory) as bootstrap:  # consumer groups of its own
+        pipeline = Pipeline(pipeline_settings(bootstrap, url).model_copy(update={"policy_dir": folder}))
+        await pipeline.start()
+        try:
+            await pipeline.register(persons=[person_record(PERSON)], hospitals=[hospital_record(COUNTY, "county")])
+            yield pipeline, folder
+        finally:
+            await pipeline.stop()
+            await drop_database(database_url, url)
+
+
+async def until_in_force(pipeline: Pipeline, revision: dict[str, Any], on: dt.date) -> None:
+    """Until eligibility's policy book, looking at its folder again as it does on its own, has ``revision``
+    in force ``on`` that date (the later stages look a revision they do not know up at once)."""
+    book = pipeline.stage(EligibilityStage).policies
+    deadline = time.monotonic() + RECHECK
+    while (found := book.get(revision["region"], on)) is None or found.policy != revision["policy"]:
+        assert time.monotonic() < deadline, f"{revision['policy']} not in force on {on} after {RECHECK} s: {found}"
+        await asyncio.sleep(0.05)
+
+
+async def until_refused(pipeline: Pipeline, path: Path) -> None:
+    """Until the policy book of eligibility and of every layer stage, looking at its folder again as it
+    does on its own, has refused ``path`` as it now is."""
+    stages = [pipeline.stage(kind) for kind in (EligibilityStage, *LAYER_STAGES)]
+    refused: set[str] = set()
+    originals = {stage.name: stage.policies.on_error for stage in stages}
+    for stage in stages:
+        def report(message: str, name: str = stage.name) -> None:
+            if str(path) in message and "changed in place" in message:
+                refused.add(name)
+            originals[name](message)
+        stage.policies.on_error = report
     try:
-        await pipeline.register(persons=[person_record(PERSON)], hospitals=[hospital_record(COUNTY, "county")])
-        yield pipeline, folder
+        deadline = time.monotonic() + RECHECK
+        while len(refused) < len(stages):
+            assert time.monotonic() < deadline, f"only {sorted(refused)} refused {path.name} after {RECHECK} s"
+            for stage in stages:
+                stage.policies.by_id(path.stem)  # a lookup: the book looks at its folder again when it is time
+            await asyncio.sleep(0.05)
     finally:
-        await pipeline.stop()
-        await drop_database(database_url, url)
+        for stage in stages:
+            stage.policies.on_error = originals[stage.name]
 
 
 async def settle(pipeline: Pipeline, n: int, discharged_on: str, *, kind: str = "settle", answer: int = 1,
@@ -102,7 +136,7 @@ async def test_each_claim_is_settled_by_every_stage_under_the_revision_in_force_
     # the bureau publishes a revision from 1 July while the system runs: no restart
     (folder / "340421-2024-r2.yaml").write_text(yaml.safe_dump(second_revision(), allow_unicode=True),
                                                 encoding="utf-8")
-    await asyncio.sleep(RECHECK)
+    await until_in_force(pipeline, second_revision(), dt.date(2024, 8, 10))
 
     second = await settle(pipeline, 2, "2024-08-10", a="10000")
     assert second.policy == "340421-2024-r2"
@@ -139,7 +173,7 @@ async def test_a_revision_changed_in_place_is_refused_and_claims_keep_its_first_
     path.write_text(yaml.safe_dump(body, allow_unicode=True), encoding="utf-8")
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    await asyncio.sleep(RECHECK)
+    await until_refused(pipeline, path)
 
     bill = await settle(pipeline, 4, "2024-04-01", a="2000")
     assert bill.policy == "340421-2024"
@@ -155,7 +189,7 @@ async def test_random_sequences_across_a_revision_answer_as_the_pure_decisions_d
     second = folder / "340421-2024-r2.yaml"
     if not second.exists():  # run on its own: the revision the first test publishes
         second.write_text(yaml.safe_dump(second_revision(), allow_unicode=True), encoding="utf-8")
-        await asyncio.sleep(RECHECK)
+        await until_in_force(pipeline, second_revision(), dt.date(2024, 8, 10))
     policies = [load_policy(ROOT / "policies" / "340421-2024.yaml"), Policy.model_validate(second_revision())]
     hospitals = {"village": "H3404217002", "county": COUNTY, "city": "H3404217003"}
     registry = [hospital_record(code, level) for level, code in hospitals.items()]

@@ -4,7 +4,6 @@ on a free port, as ``make run`` serves it on METRICS_PORT."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from medsettle import topics
-from medsettle.embedded import ensure_topics, free_port
+from medsettle.embedded import free_port
 from medsettle.httpserver import ServiceHttp
 from services.eligibility.app import EligibilityStage
 from tests.factories import hospital_record
 from tests.harness import Pipeline, fresh_database, pipeline_settings
+from tests.infra import own_broker
 from tests.security import credentials
 
 SIGNING_HOSPITAL = "H3404210199"
@@ -25,24 +24,12 @@ SIGNING_KEY = "township-hospital-signing-key"
 OTHER_SIGNING_HOSPITAL = "H3404210198"
 OTHER_SIGNING_KEY = "another-hospital-signing-key"
 SAMPLE_RATE = 0.05
-PARTITIONS = 4
 
 HOSPITALS = {
     "township": "H3404210111",
     "county": "H3404210101",
     "city": "H3404000101",
 }
-
-
-@contextlib.asynccontextmanager
-async def own_broker(start_broker: Callable[[], Any]) -> AsyncIterator[str]:
-    """A broker for this package alone, with every topic, stopped when the package is done."""
-    broker = start_broker()
-    try:
-        await ensure_topics(broker.bootstrap, topics.ALL_TOPICS, PARTITIONS)
-        yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 @dataclass

@@ -21,9 +21,9 @@ from medsettle.embedded import free_port
 from medsettle.httpserver import wait_healthy
 from medsettle.settings import ROOT
 from services.gateway.signing import signed_headers
-from tests.eligibility.conftest import own_broker
 from tests.factories import hospital_record
 from tests.harness import Pipeline, fresh_database, pipeline_settings
+from tests.infra import own_broker
 
 COUNTY = "H3404210001"  # two keys: the new one signs, the old one is still accepted (rotation)
 COUNTY_KEY, COUNTY_OLD_KEY = "county-key-2026", "county-key-2025"

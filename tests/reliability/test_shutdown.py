@@ -13,14 +13,15 @@ from pathlib import Path
 
 import asyncpg
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from medsettle import topics
-from medsettle.embedded import ensure_topics
 from medsettle.settings import ROOT, Settings
 from deploy.run import service_env
 from tests.factories import claim_body, hospital_record, person_record
 from tests.harness import fresh_database
+from tests.infra import own_broker
 
 HOSPITAL = "H3404210001"
 GRACE_SECONDS = 20.0  # the runtime's graceful_timeout
@@ -70,10 +71,14 @@ async def onward_claim_ids(bootstrap: str, expected: int) -> list[str]:
     return seen
 
 
-async def test_sigterm_finishes_the_batch_in_hand_and_a_restart_carries_on(database_url, embedded_broker_factory,
-                                                                           tmp_path):
-    bootstrap = embedded_broker_factory().bootstrap
-    await ensure_topics(bootstrap, topics.ALL_TOPICS, 4)
+@pytest.fixture
+async def bootstrap(embedded_broker_factory):
+    """A broker of the test's own (eligibility's consumer group is the service's), killed after it."""
+    async with own_broker(embedded_broker_factory) as bootstrap:
+        yield bootstrap
+
+
+async def test_sigterm_finishes_the_batch_in_hand_and_a_restart_carries_on(database_url, bootstrap, tmp_path):
     url = await fresh_database(database_url, "shutdown")
     log = tmp_path / "eligibility.log"
     person = "340421199001011234"

@@ -20,12 +20,12 @@ import pytest
 
 from deploy.run import Supervisor, service_env
 from medsettle import topics
-from medsettle.embedded import ensure_topics, free_port
+from medsettle.embedded import free_port
 from medsettle.httpserver import wait_healthy
 from medsettle.settings import Settings
 from tests.factories import hospital_record
 from tests.harness import Hospital, fresh_database
-from tests.infra import PARTITIONS
+from tests.infra import own_broker
 from tests.security import credentials
 
 SERVICES = ("eligibility", "basic", "insurer", "assistance", "backstop", "settlement", "operations", "dashboard")
@@ -87,36 +87,35 @@ class RunningSystem:
 @pytest.fixture(scope="package")
 async def running(database_url: str, embedded_broker_factory: Any) -> AsyncIterator[RunningSystem]:
     url = await fresh_database(database_url, prefix="sec")
-    bootstrap = embedded_broker_factory().bootstrap
-    await ensure_topics(bootstrap, topics.ALL_TOPICS, PARTITIONS)
-    ports = {name: free_port() for name in SERVICES}
-    common = {
-        "DASHBOARD_USERS": orjson.dumps(credentials.users()).decode(),
-        "OPERATOR_API_TOKEN": credentials.SERVICE_TOKEN,
-        "DASHBOARD_SECRET": "a-test-session-key",
-        "DASHBOARD_PORT": str(ports["dashboard"]),
-        "ELIGIBILITY_API_URL": f"http://127.0.0.1:{ports['eligibility']}",
-        "OPERATIONS_API_URL": f"http://127.0.0.1:{ports['operations']}",
-        "SERVICE_METRICS_URLS": orjson.dumps({n: f"http://127.0.0.1:{p}/metrics" for n, p in ports.items()
-                                              if n != "dashboard"}).decode(),
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "INFO",
-        "FETCH_MAX_WAIT_MS": "10",
-        "LOGIN_THROTTLE_SECONDS": "10",  # the throttle test's lock-out ends before the next test
-    }
-    supervisor = Supervisor(echo=False, grace_seconds=5)
-    settings = Settings()
-    for name in SERVICES:
-        supervisor.add(name, [sys.executable, "-m", f"services.{name}"],
-                       service_env(settings, bootstrap, url, name, **common, METRICS_PORT=str(ports[name])))
-    hospital = Hospital(bootstrap)
-    await supervisor.start()
-    try:
-        await asyncio.gather(*(wait_healthy(f"http://127.0.0.1:{p}", 120, every=0.3) for p in ports.values()))
-        await hospital.start()
-        system = RunningSystem(supervisor, hospital, url, ports)
-        await system.register(hospitals=[hospital_record(COUNTY, "county"), hospital_record(PROVINCE, "province")])
-        yield system
-    finally:
-        await hospital.stop()
-        await supervisor.stop()
+    async with own_broker(embedded_broker_factory) as bootstrap:
+        ports = {name: free_port() for name in SERVICES}
+        common = {
+            "DASHBOARD_USERS": orjson.dumps(credentials.users()).decode(),
+            "OPERATOR_API_TOKEN": credentials.SERVICE_TOKEN,
+            "DASHBOARD_SECRET": "a-test-session-key",
+            "DASHBOARD_PORT": str(ports["dashboard"]),
+            "ELIGIBILITY_API_URL": f"http://127.0.0.1:{ports['eligibility']}",
+            "OPERATIONS_API_URL": f"http://127.0.0.1:{ports['operations']}",
+            "SERVICE_METRICS_URLS": orjson.dumps({n: f"http://127.0.0.1:{p}/metrics" for n, p in ports.items()
+                                                  if n != "dashboard"}).decode(),
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "FETCH_MAX_WAIT_MS": "10",
+            "LOGIN_THROTTLE_SECONDS": "10",  # the throttle test's lock-out ends before the next test
+        }
+        supervisor = Supervisor(echo=False, grace_seconds=5)
+        settings = Settings()
+        for name in SERVICES:
+            supervisor.add(name, [sys.executable, "-m", f"services.{name}"],
+                           service_env(settings, bootstrap, url, name, **common, METRICS_PORT=str(ports[name])))
+        hospital = Hospital(bootstrap)
+        await supervisor.start()
+        try:
+            await asyncio.gather(*(wait_healthy(f"http://127.0.0.1:{p}", 120, every=0.3) for p in ports.values()))
+            await hospital.start()
+            system = RunningSystem(supervisor, hospital, url, ports)
+            await system.register(hospitals=[hospital_record(COUNTY, "county"), hospital_record(PROVINCE, "province")])
+            yield system
+        finally:
+            await hospital.stop()
+            await supervisor.stop()

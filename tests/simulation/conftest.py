@@ -1,12 +1,9 @@
 import pytest
 
-from medsettle import topics
-from medsettle.embedded import ensure_topics
-
 from tests.e2e.conftest import HOSPITALS
 from tests.factories import hospital_record
 from tests.harness import Pipeline, fresh_database, pipeline_settings
-from tests.infra import PARTITIONS
+from tests.infra import own_broker
 
 
 @pytest.fixture(scope="package")
@@ -18,13 +15,12 @@ async def settled_year(embedded_broker_factory, database_url):
 
     url = await fresh_database(database_url, prefix="simulation")
     # a broker of its own: its consumer groups (named after the services) never meet another package's pipeline
-    bootstrap = embedded_broker_factory().bootstrap
-    await ensure_topics(bootstrap, topics.ALL_TOPICS, PARTITIONS)
-    system = Pipeline(pipeline_settings(bootstrap, url))
-    await system.start()
-    try:
-        await system.register(hospitals=[hospital_record(code, level) for level, code in HOSPITALS.items()])
-        bills = await settle_a_year(system, HOSPITALS)
-        yield system, url, bills
-    finally:
-        await system.stop()
+    async with own_broker(embedded_broker_factory) as bootstrap:
+        system = Pipeline(pipeline_settings(bootstrap, url))
+        await system.start()
+        try:
+            await system.register(hospitals=[hospital_record(code, level) for level, code in HOSPITALS.items()])
+            bills = await settle_a_year(system, HOSPITALS)
+            yield system, url, bills
+        finally:
+            await system.stop()

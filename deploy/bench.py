@@ -74,6 +74,17 @@ def hop_topics(run: str) -> list[str]:
 
 # ------------------------------------------------------------ infrastructure
 
+QUIET_CPU_PERCENT = 60.0
+"""The paced runs start once every process together uses less than this much of
+a core (over 2 s), at most ``QUIET_TIMEOUT`` after the saturation run: its
+answers are in by then, but the broker and PostgreSQL still write back and
+tidy up what it left (on Apache Kafka the broker alone used 40-57% of a core
+for 10 s after it, then 13-21%; the whole system idles at 35-45%); a paced
+run started at once measured that catching up (2026-12-06: p50 / p99 602 /
+3,014 ms at 25%, then 303 / 535 ms at 50%)."""
+
+QUIET_TIMEOUT = 120.0
+
 BROKER_NAMES = {"tansu": "the embedded Tansu broker", "kafka": "Apache Kafka (one KRaft node)"}
 
 
@@ -692,7 +703,9 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
                 results["throughput"] = throughput
                 for profiler in profilers:
                     profiler.wait()
-                print(f"throughput {throughput['per_second']:.0f}/s; pacing", file=sys.stderr)
+                results["quiet_after_seconds"] = await quiet(sampler)
+                print(f"throughput {throughput['per_second']:.0f}/s; quiet after "
+                      f"{results['quiet_after_seconds']} s; pacing", file=sys.stderr)
             processes.check()
             results["latency"] = []
             measured = results.get("throughput")
@@ -733,6 +746,17 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
                 profiler.kill()
         processes.stop()
     return results
+
+
+async def quiet(sampler: Sampler, percent: float = QUIET_CPU_PERCENT, timeout: float = QUIET_TIMEOUT) -> float:
+    """Wait until the processes together use under ``percent`` of a core; the seconds waited."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        sampler.begin()
+        await asyncio.sleep(2.0)
+        if sum(f["cpu_percent"] for f in (await sampler.end()).values()) < percent:
+            break
+    return round(time.perf_counter() - started, 1)
 
 
 async def http_path(url: str, bootstrap: str, population: Population, keys: dict[str, str], rate: float,
@@ -869,6 +893,9 @@ def table(results: dict[str, Any]) -> str:
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(tp["statuses"].items()))
         lines.append(f"{'throughput at saturation':<34}{tp['per_second']:>9,.0f} claims/s   "
                      f"({tp['answers']:,} answers in {tp['seconds']} s, {tp['in_flight']} in flight; {statuses})")
+        if "quiet_after_seconds" in results:
+            lines.append(f"{'    paced runs began':<34}{results['quiet_after_seconds']:>9} s after it, once the "
+                         f"processes used under {QUIET_CPU_PERCENT:.0f}% of a core")
     fl = results.get("floor")
     if fl and "per_second" in fl:
         relays = sum(f["cpu_percent"] for n, f in fl.get("processes", {}).items() if n.startswith("relay"))

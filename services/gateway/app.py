@@ -214,7 +214,9 @@ class Gateway:
                                          **{**settings.producer_options(), "linger_ms": 0},
                                          **settings.kafka_client_security())
         await self.producer.start()
-        options = {**settings.consumer_options(), "fetch_max_wait_ms": settings.gateway_fetch_max_wait_ms}
+        # a cashier waits on each answer: the broker answers the fetch at the first one
+        options = {**settings.consumer_options(), "fetch_max_wait_ms": settings.gateway_fetch_max_wait_ms,
+                   "fetch_min_bytes": 1}
         for group_only in ("session_timeout_ms", "heartbeat_interval_ms"):
             options.pop(group_only, None)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,

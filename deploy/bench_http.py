@@ -67,12 +67,12 @@ class TopicWatch:
     process) makes the pipeline look shorter and the gateway's share longer; the
     claim's timestamp does not depend on when anyone read it."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, fetch_wait_ms: int = 5) -> None:
         from aiokafka import AIOKafkaConsumer
 
         self.bootstrap = bootstrap
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                         fetch_max_wait_ms=5, max_partition_fetch_bytes=8 * 1024 * 1024)
+                                         fetch_max_wait_ms=fetch_wait_ms, max_partition_fetch_bytes=8 * 1024 * 1024)
         self.claimed: dict[str, float] = {}
         self.answered: dict[str, float] = {}
         self.claim_put: dict[str, int] = {}

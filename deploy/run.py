@@ -194,7 +194,7 @@ async def main() -> int:
             postgres = EmbeddedPostgres(ROOT / ".run" / "pgdata").start()
             database_url = postgres.url
             print(f"[supervisor ] embedded PostgreSQL at {database_url}", flush=True)
-        await ensure_topics(bootstrap, ALL_TOPICS, settings.partitions(embedded=isinstance(broker, EmbeddedBroker)))
+        await ensure_topics(bootstrap, ALL_TOPICS, settings.partitions(local=broker is not None))
         development = dev_credentials.environment(os.environ)  # make run only: the dev pair and a service token
         for name in available_services():
             supervisor.add(name, [sys.executable, "-m", f"services.{name}"],

@@ -237,7 +237,7 @@ def main() -> int:
 
     settings = Settings()
     client = {"bootstrap_servers": settings.kafka_bootstrap_servers, **settings.kafka_client_security()}
-    asyncio.run(prepare(client, settings.partitions(embedded=False)))
+    asyncio.run(prepare(client, settings.partitions(local=False)))
     print(f"topics and ACLs ready on {settings.kafka_bootstrap_servers}")
     return 0
 

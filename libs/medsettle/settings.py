@@ -12,16 +12,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ROOT = Path(__file__).resolve().parents[2]
 
 
-EMBEDDED_TOPIC_PARTITIONS = 2
-"""Partitions per topic on the embedded broker: each service runs as one
-process there, so more buy no parallelism, while Tansu's cost of a produce or
-a fetch grows with the partitions it touches. Not 1: a stage's batch of a few
-hundred documents then outgrows one record batch (``PRODUCER_BATCH_BYTES``)
-and goes out in several produce requests one after another, and the next
-stage takes it in pieces."""
+LOCAL_TOPIC_PARTITIONS = 2
+"""Partitions per topic on a broker started here, on this one machine (the
+embedded Tansu, or one Apache Kafka node: ``make run``, ``make bench``): each
+service runs as one process there, so more buy no parallelism, while every
+produce and fetch costs the broker more with the partitions it touches. On
+Apache Kafka, 2 against 8 gave 13% more claims/s at saturation (734 and 758
+against 655 and 668) at 12% less CPU a claim, and p99 282-312 against 393-425
+ms at 130 claims/s (README "Speed", 2026-12-06). Not 1: a stage's batch of a
+few hundred documents then outgrows one record batch
+(``PRODUCER_BATCH_BYTES``) and goes out in several produce requests one after
+another, and the next stage takes it in pieces."""
 
 TOPIC_PARTITIONS = 8
-"""Partitions per topic on any other broker: up to 8 copies of a service share the work."""
+"""Partitions per topic on a broker given by ``KAFKA_BOOTSTRAP_SERVERS`` (a
+cluster of its own, as ``docker-compose.yml`` asks): up to 8 copies of a
+service share the work. Topics cannot lose partitions later, and adding some
+moves persons to other partitions, so a cluster gets room to grow at once."""
 
 
 class Settings(BaseSettings):
@@ -48,9 +55,10 @@ class Settings(BaseSettings):
     policy_dir: Path = Field(ROOT / "policies", description="folder of policy files, one per region and year")
     topic_partitions: int | None = Field(
         None, ge=1,
-        description="partitions of each topic created at start-up; unset: 2 on the embedded broker (one process per "
-                    "service on one machine, and Tansu pays for every partition of every produce and fetch), 8 on "
-                    "any other broker (room for 8 copies of a service)",
+        description="partitions of each topic created at start-up; unset: 2 on a broker started here (Tansu or one "
+                    "Apache Kafka node: one process per service on one machine, and the broker pays for every "
+                    "partition of every produce and fetch), 8 on a broker given by KAFKA_BOOTSTRAP_SERVERS (room "
+                    "for 8 copies of a service)",
     )
     consumer_max_records: int = Field(500, description="largest batch a stage takes from Kafka at once")
     fetch_max_wait_ms: int = Field(
@@ -220,11 +228,12 @@ class Settings(BaseSettings):
         string for one address (``"a:1,b:2"`` would be one host named ``a:1,b``)."""
         return [server.strip() for server in self.kafka_bootstrap_servers.split(",") if server.strip()]
 
-    def partitions(self, *, embedded: bool) -> int:
-        """Partitions of the topics created at start-up (``topic_partitions``)."""
+    def partitions(self, *, local: bool) -> int:
+        """Partitions of the topics created at start-up (``topic_partitions``);
+        ``local``: on a broker started here, on this machine."""
         if self.topic_partitions is not None:
             return self.topic_partitions
-        return EMBEDDED_TOPIC_PARTITIONS if embedded else TOPIC_PARTITIONS
+        return LOCAL_TOPIC_PARTITIONS if local else TOPIC_PARTITIONS
 
     def producer_options(self) -> dict[str, Any]:
         """How every service's producer sends; the bench's bare relays send the

@@ -752,9 +752,8 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
 def reader_wait_ms(args: argparse.Namespace) -> int:
     """How long the bench's own readers let the broker hold a fetch that finds
     nothing. Apache Kafka answers a held fetch as soon as a record arrives, so
-    there a long wait costs no latency, and spares the broker some 200 empty
-    fetches a second of each reader (the bench's readers were a fifth of the
-    broker's CPU at 130 claims/s); Tansu answers it only when the wait is over."""
+    there a long wait costs no latency, and spares the broker up to 200 empty
+    fetches a second of each reader; Tansu answers it only when the wait is over."""
     return 500 if args.broker == "kafka" else 5
 
 

@@ -17,9 +17,10 @@ LOCAL_TOPIC_PARTITIONS = 2
 embedded Tansu, or one Apache Kafka node: ``make run``, ``make bench``): each
 service runs as one process there, so more buy no parallelism, while every
 produce and fetch costs the broker more with the partitions it touches. On
-Apache Kafka, 2 against 8 gave 13% more claims/s at saturation (734 and 758
+Apache Kafka, 2 against 8 gave 13% more claims/s in 10-s windows (734 and 758
 against 655 and 668) at 12% less CPU a claim, and p99 282-312 against 393-425
-ms at 130 claims/s (README "Speed", 2026-12-06). Not 1: a stage's batch of a
+ms at 130 claims/s; over 60 s, 517 against 509, within the spread (README
+"Brokers", "Speed", 2026-12-06). Not 1: a stage's batch of a
 few hundred documents then outgrows one record batch
 (``PRODUCER_BATCH_BYTES``) and goes out in several produce requests one after
 another, and the next stage takes it in pieces."""

@@ -76,7 +76,8 @@ def hop_topics(run: str) -> list[str]:
 
 QUIET_CPU_PERCENT = 60.0
 """The paced runs start once every process together uses less than this much of
-a core (over 2 s), at most ``QUIET_TIMEOUT`` after the saturation run: its
+a core (over 2 s), at most ``QUIET_TIMEOUT`` after the saturation run (or its
+window, if shorter): its
 answers are in by then, but the broker and PostgreSQL still write back and
 tidy up what it left (on Apache Kafka the broker alone used 40-57% of a core
 for 10 s after it, then 13-21%; the whole system idles at 35-45%); a paced
@@ -704,7 +705,8 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
                 results["throughput"] = throughput
                 for profiler in profilers:
                     profiler.wait()
-                results["quiet_after_seconds"] = await quiet(sampler)
+                # a short run leaves less to catch up with: its wait is as short
+                results["quiet_after_seconds"] = await quiet(sampler, timeout=min(QUIET_TIMEOUT, max(5.0, args.seconds)))
                 print(f"throughput {throughput['per_second']:.0f}/s; quiet after "
                       f"{results['quiet_after_seconds']} s; pacing", file=sys.stderr)
             processes.check()
@@ -905,7 +907,7 @@ def table(results: dict[str, Any]) -> str:
                      f"({tp['answers']:,} answers in {tp['seconds']} s, {tp['in_flight']} in flight; {statuses})")
         if "quiet_after_seconds" in results:
             lines.append(f"{'    paced runs began':<34}{results['quiet_after_seconds']:>9} s after it, once the "
-                         f"processes used under {QUIET_CPU_PERCENT:.0f}% of a core")
+                         f"processes used under {QUIET_CPU_PERCENT:.0f}% of a core (or that wait was over)")
     fl = results.get("floor")
     if fl and "per_second" in fl:
         relays = sum(f["cpu_percent"] for n, f in fl.get("processes", {}).items() if n.startswith("relay"))

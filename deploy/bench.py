@@ -53,6 +53,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from deploy.bench_http import TopicWatch, http_keys, is_http_claim, paced_http
 from deploy.bench_population import Population
+from deploy.run import broker_environment
 from medsettle import topics
 from medsettle.hospital_keys import signature
 from medsettle.httpserver import wait_healthy
@@ -1008,13 +1009,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.bootstrap:
         args.broker = "given"
-    elif args.broker == "tansu":
-        os.environ["KAFKA_IDEMPOTENT_PRODUCER"] = "false"  # Tansu has no InitProducerId; the services inherit it
-    else:
-        os.environ["KAFKA_IDEMPOTENT_PRODUCER"] = "true"
-        # Apache Kafka answers a held fetch as soon as an answer arrives: the gateway's reader need not
-        # poll at 5 ms (10-20 ms more at p50 at 110/s on a loaded machine, README "Hospital HTTP API")
-        os.environ.setdefault("GATEWAY_FETCH_MAX_WAIT_MS", str(Settings().fetch_max_wait_ms))
+    else:  # the services inherit it, as make run's do
+        os.environ.update(broker_environment(args.broker, Settings()))
     if args.partitions is None:
         args.partitions = Settings().partitions(local=args.broker in ("tansu", "kafka"))
     if args.latency_seconds is None:

@@ -143,6 +143,19 @@ class Supervisor:
         await asyncio.gather(*(c.pump for c in self.children.values() if c.pump), return_exceptions=True)
 
 
+def broker_environment(kind: str, settings: Settings) -> dict[str, str]:
+    """What the services' environment says of the broker ``make run`` or the
+    bench starts (``tansu`` or ``kafka``). Tansu has no ``InitProducerId``: no
+    idempotent producer. Apache Kafka answers a held fetch as soon as data
+    arrives, so the gateway's reader need not poll at 5 ms while a cashier
+    waits: it holds its fetches ``FETCH_MAX_WAIT_MS``, unless told otherwise
+    (README "Hospital HTTP API")."""
+    if kind == "tansu":
+        return {"KAFKA_IDEMPOTENT_PRODUCER": "false"}
+    return {"KAFKA_IDEMPOTENT_PRODUCER": "true",
+            "GATEWAY_FETCH_MAX_WAIT_MS": os.environ.get("GATEWAY_FETCH_MAX_WAIT_MS", str(settings.fetch_max_wait_ms))}
+
+
 def service_env(settings: Settings, bootstrap: str, database_url: str, name: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -180,15 +193,12 @@ async def main() -> int:
             port = int(os.environ.get("BROKER_PORT", "9092"))
             if kind == "kafka":
                 broker = ApacheKafka(dir=run_dir / "kafka", port=port).start()
-                # it answers a held fetch as soon as data arrives: the gateway's reader need not poll at 5 ms
-                broker_env["GATEWAY_FETCH_MAX_WAIT_MS"] = os.environ.get("GATEWAY_FETCH_MAX_WAIT_MS",
-                                                                         str(settings.fetch_max_wait_ms))
                 print(f"[supervisor ] Apache Kafka (KRaft, log in {run_dir / 'kafka'}) on {broker.bootstrap}", flush=True)
             else:
                 broker = EmbeddedBroker(port, log_path=run_dir / "broker.log").start()
-                broker_env["KAFKA_IDEMPOTENT_PRODUCER"] = "false"  # Tansu has no InitProducerId
                 print(f"[supervisor ] embedded Kafka-compatible broker (Tansu) on {broker.bootstrap}", flush=True)
             bootstrap = broker.bootstrap
+            broker_env = broker_environment(kind, settings)
         database_url = os.environ.get("DATABASE_URL")
         if not database_url:
             postgres = EmbeddedPostgres(ROOT / ".run" / "pgdata").start()

@@ -11,16 +11,19 @@ What ``decide`` does with each document:
   layer function failing) counts nothing, stores the layer as ``failed``
   and passes the document on carrying the ``failure``; the settlement stage
   answers it SETTLEMENT_FAILED once what earlier layers counted is taken
-  back. A document already failed upstream is passed on untouched.
+  back. A document already failed upstream is passed on untouched, its
+  claim's attempt stored here as failed too.
 - ``trial``: computed on the current accumulator; nothing is written.
 - ``cancel``: the stored delta is subtracted again and the layer is marked
   reversed; the document goes on carrying the original amounts. A
   compensation (a cancel carrying a ``failure``) takes back whatever this
   layer counted for the failed claim, and passes on when it counted nothing.
   A cancel of an attempt whose compensation came through here before (one
-  eligibility took before it read the SETTLEMENT_FAILED answer) finds it
-  failed: it passes on untouched, counting nothing, and the settlement
-  stage, which keeps the failure, answers it ``CLAIM_NOT_FOUND``.
+  eligibility took before it read the SETTLEMENT_FAILED answer), or of one
+  that failed here or upstream and whose compensation is still to come (a
+  cancel taken while the claim was on its way), finds it failed: it passes
+  on untouched, counting nothing, and the settlement stage, which keeps the
+  failure, answers it ``CLAIM_NOT_FOUND``.
 - A redelivered message re-publishes what was stored: a settle finds its
   layer's output, a cancel its inbox row. A claim sent again after a failure
   (a higher ``attempt``) is settled afresh; a settle of an earlier attempt
@@ -126,6 +129,12 @@ def _body(outcome: SettlementDocument, document: SettlementDocument, claim_json:
     return outcome.to_json(), (outcome, outcome.claim.model_dump(mode="json"))
 
 
+def _failed_row(document: SettlementDocument, key: Key, output: bytes) -> repo.LayerRow:
+    """A settle this layer counted nothing for, because it or a layer before it could not handle it."""
+    return repo.LayerRow(claim_id=document.claim.claim_id, person_id=key[0], year=key[1], policy=document.policy,
+                         amount=Decimal("0.00"), delta={}, output=output, status="failed", attempt=document.attempt)
+
+
 def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
     """The batch's decision, a pure function of the documents and what was stored.
 
@@ -167,7 +176,10 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
             continue
         sent: tuple[SettlementDocument, dict[str, Any]] = (document, claim_json)
         if document.kind != "cancel" and document.failure is not None:  # failed upstream: nothing to count here
-            decision.bodies.append(document.to_json(claim_json=claim_json))
+            body = document.to_json(claim_json=claim_json)
+            if document.kind == "settle":  # kept as failed here too: a cancel of the attempt then finds it failed
+                decision.new_layers[claim_id] = _failed_row(document, key, body)
+            decision.bodies.append(body)
             decision.documents.append(sent)
             continue
         if document.kind == "trial":
@@ -185,10 +197,7 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
             if isinstance(outcome, str):
                 sent = (document.model_copy(update={"failure": outcome}), claim_json)
                 body = sent[0].to_json(claim_json=claim_json)
-                decision.new_layers[claim_id] = repo.LayerRow(
-                    claim_id=claim_id, person_id=key[0], year=key[1], policy=document.policy, amount=Decimal("0.00"),
-                    delta={}, output=body, status="failed", attempt=document.attempt,
-                )
+                decision.new_layers[claim_id] = _failed_row(document, key, body)
                 decision.failed.append((claim_id, outcome))
             else:
                 states[key] = states[key].add(outcome.delta)
@@ -205,7 +214,10 @@ def decide(layer: Layer, batch: Batch, stored: StoredState) -> Decision:
             standing = (row is not None and row.status == "settled" and row.attempt == document.attempt
                         and claim_id not in decision.reversed_ids)  # a cancel and a compensation: reversed once
             if not standing:
-                failed = document.compensation_id in done  # the attempt failed and was taken back here
+                # the attempt failed: taken back here by its compensation, or failed here or upstream, its
+                # compensation still to come (the cancel was taken while the claim was on its way)
+                failed = document.compensation_id in done or (
+                    row is not None and row.status == "failed" and row.attempt == document.attempt)
                 if not document.compensating and not failed:
                     raise Poison(f"cancel of claim {claim_id}: no settled layer to reverse here")
                 body = document.to_json(claim_json=claim_json)  # this layer counted nothing for it

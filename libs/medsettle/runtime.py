@@ -119,8 +119,10 @@ class Service(ABC):
         self.pool: asyncpg.Pool | None = None
         # Set by the Runtime: publishes outside a batch (an operator's decision, say).
         self.publisher: Callable[[Sequence[Outgoing]], Awaitable[None]] | None = None
-        # Set by the Runtime: the end offset of every partition of a topic the service reads.
+        # Set by the Runtime: the end offset of every partition of a topic the service reads, and how far its
+        # group has committed each.
         self.end_offsets: Callable[[str], Awaitable[dict[int, int]]] | None = None
+        self.committed_offsets: Callable[[str], Awaitable[dict[int, int]]] | None = None
 
     @property
     def db(self) -> asyncpg.Pool:
@@ -307,6 +309,7 @@ class Runtime:
         )
         service.publisher = self.publish
         service.end_offsets = self.end_offsets
+        service.committed_offsets = self.committed_offsets
         self.lanes = {topic: Lane(self, topic) for topic in service.subscriptions}  # their consumers give the lag
         # What the service reads and writes, for AsyncAPI (make docs): declared
         # on a broker that is never started, since the lanes do the consuming.
@@ -438,19 +441,32 @@ class Runtime:
             for topic in self.service.subscriptions:
                 await self.update_lag(topic)
 
-    async def end_offsets(self, topic: str) -> dict[int, int]:
-        """The end offset (the next message's) of every partition of ``topic``,
-        one of the service's subscriptions, asked of the partitions' leaders
-        by its lane's consumer, whichever partitions the lane holds."""
+    def _every_partition(self, topic: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+        """The consumer of ``topic``'s lane (one of the service's subscriptions) and every partition of the topic."""
         lane = self.lanes.get(topic)
         consumer = lane.consumer if lane is not None else None
         partitions = consumer.partitions_for_topic(topic) if consumer is not None else None
         if consumer is None or not partitions:
             raise LookupError(f"the partitions of {topic} are not known yet")
-        ends = await asyncio.wait_for(
-            consumer.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)]),
-            END_OFFSETS_TIMEOUT)
+        return consumer, [TopicPartition(topic, p) for p in sorted(partitions)]
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """The end offset (the next message's) of every partition of ``topic``,
+        one of the service's subscriptions, asked of the partitions' leaders
+        by its lane's consumer, whichever partitions the lane holds."""
+        consumer, partitions = self._every_partition(topic)
+        ends = await asyncio.wait_for(consumer.end_offsets(partitions), END_OFFSETS_TIMEOUT)
         return {tp.partition: offset for tp, offset in ends.items()}
+
+    async def committed_offsets(self, topic: str) -> dict[int, int]:
+        """How far the service's group has committed each partition of ``topic``
+        (one of its subscriptions), whichever of its processes holds it: a lane
+        commits only what it has handled durably. A partition never committed
+        is left out."""
+        consumer, partitions = self._every_partition(topic)
+        found = await asyncio.wait_for(asyncio.gather(*(consumer.committed(tp) for tp in partitions)),
+                                       END_OFFSETS_TIMEOUT)
+        return {tp.partition: offset for tp, offset in zip(partitions, found, strict=True) if offset is not None}
 
     def _kafka_producer(self) -> Any:
         """The connected aiokafka producer under the faststream broker, if any."""

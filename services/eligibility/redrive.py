@@ -12,9 +12,11 @@ or failed answer, is stuck: its document (a cancel for a reversed claim) is
 published again on ``settlement.eligible``. A claim is called stuck only
 once the answers published before the check are recorded: the reader
 records how far it has read each partition of ``his.settlements`` with the
-answers (``answer_offsets``), and a round waits for that to reach the
-topic's end offsets taken as it starts, or is skipped (a reader behind,
-after a restart say, would make claims answered long ago look stuck).
+answers (``answer_offsets``; where eligibility's group has committed further,
+that counts: its lanes commit only what is recorded), and a round waits for
+that to reach the topic's end offsets taken as it starts, or is skipped (a
+reader behind, after a restart say, would make claims answered long ago
+look stuck).
 
 Every stage is idempotent, so driving a claim again is always safe: each
 layer answers it with what it stored, and the settlement stage with the
@@ -85,6 +87,15 @@ def read_up_to(positions: Iterable[tuple[int, int]]) -> dict[int, int]:
     return read
 
 
+def read_so_far(recorded: Mapping[int, int], committed: Mapping[int, int]) -> dict[int, int]:
+    """How far his.settlements is known read, per partition: as recorded with
+    the answers, or as eligibility's group committed it, whichever is further
+    (a lane commits only what is recorded). The commits cover a partition the
+    recording does not: one no answer has come on since ``answer_offsets``
+    began (migration 0006)."""
+    return {p: max(recorded.get(p, 0), committed.get(p, 0)) for p in recorded.keys() | committed.keys()}
+
+
 def unread(end: Mapping[int, int], read: Mapping[int, int]) -> dict[int, int]:
     """The partitions whose records up to ``end`` (their end offsets) are not
     all handled by ``read`` (how far each is read; a partition not in it is
@@ -136,8 +147,9 @@ class Redrive(Service):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.stuck_after_seconds
         while True:
+            committed = await self.committed_offsets(topics.SETTLEMENTS) if self.committed_offsets else {}
             async with self.db.acquire() as c:
-                left = unread(end, await repo.answer_offsets(c))
+                left = unread(end, read_so_far(await repo.answer_offsets(c), committed))
             if not left:
                 return True
             if loop.time() >= deadline:

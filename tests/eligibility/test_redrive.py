@@ -6,10 +6,13 @@ import asyncio
 from decimal import Decimal
 
 import orjson
+from aiokafka import TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 
 from medsettle import topics
 from services.basic.app import BasicStage
 from services.eligibility import repository as repo
+from services.eligibility.app import EligibilityStage
 from services.eligibility.redrive import unread
 from tests.eligibility.conftest import HOSPITALS
 from tests.factories import claim_body, person_record
@@ -143,9 +146,13 @@ async def test_no_claim_is_stuck_until_the_answers_published_before_the_round_ar
         assert unread(end, read) == {}  # the reading is recorded with the answers, up to the topic's end
         await c.execute("UPDATE claims SET updated_at = now() - interval '10 minutes' WHERE claim_id = $1",
                         claim["claim_id"])
-        # as if the reader had not got to the answer yet: neither it nor how far it read is recorded
+        # as if the reader had not got to the answer yet: neither it nor how far it read is recorded, nor
+        # committed (the group's commits count as read as well)
         await c.execute("DELETE FROM answers WHERE claim_id = $1", claim["claim_id"])
         await c.execute("UPDATE answer_offsets SET next_offset = 0")
+    committed = await system.stage.committed_offsets(topics.SETTLEMENTS)
+    assert unread(end, committed) == {}  # what the lane handled, it committed
+    await commit(system, {p: 0 for p in committed})
 
     await asyncio.sleep(system.stage.settings.stuck_check_seconds + 2)  # a round has looked, and waits
     async with system.stage.db.acquire() as c:
@@ -157,3 +164,26 @@ async def test_no_claim_is_stuck_until_the_answers_published_before_the_round_ar
     await answered(system, claim["claim_id"], "settled")
     async with system.stage.db.acquire() as c:
         assert await c.fetchval("SELECT redrives FROM claims WHERE claim_id = $1", claim["claim_id"]) == 1
+    await commit(system, committed)
+
+
+async def test_after_the_upgrade_that_began_answer_offsets_the_group_commits_count_as_read(system):
+    """``answer_offsets`` began empty (migration 0006) on a system whose reader had long read every answer:
+    a partition no answer came on since has no row, and only the group's commits say it is read."""
+    person = pid(5)
+    await settled(system, person)
+    async with system.stage.db.acquire() as c:
+        kept = await repo.answer_offsets(c)
+        await c.execute("DELETE FROM answer_offsets")
+    try:
+        assert await system.stage.answers_recorded()
+    finally:
+        async with system.stage.db.acquire() as c:
+            await c.executemany("INSERT INTO answer_offsets (partition, next_offset) VALUES ($1, $2)",
+                                list(kept.items()))
+
+
+async def commit(system, offsets: dict[int, int]) -> None:
+    """Commit these offsets of his.settlements for eligibility's group, as its lane would."""
+    consumer = system.pipeline.runtime(EligibilityStage).lanes[topics.SETTLEMENTS].consumer
+    await consumer.commit({TopicPartition(topics.SETTLEMENTS, p): OffsetAndMetadata(o, "") for p, o in offsets.items()})

@@ -150,3 +150,33 @@ def test_a_cancel_ahead_of_the_compensation_reverses_what_the_layers_counted_and
     (failed,) = through(model, compensate.body)  # then the compensation: nothing left, the failure answered
     assert SettlementResult.from_json(failed.body).rejection.code == RejectionCode.SETTLEMENT_FAILED
     assert all(layer.accumulator(PERSON) == type(layer.accumulator(PERSON))() for layer in model.layers.values())
+
+
+def test_a_cancel_ahead_of_the_compensation_of_a_layer_that_failed_is_answered_claim_not_found(reference_policy):
+    """The insurer cannot handle the claim (its policy not loaded): basic counted it, the layers after the
+    insurer passed it on failed. A cancel taken while the claim was on its way reaches the layers before
+    the compensation: basic reverses what it counted, the insurer and the layers after it find the attempt
+    failed and pass the cancel on, and the settlement stage answers it CLAIM_NOT_FOUND; the compensation
+    then finds nothing left to take back and is answered SETTLEMENT_FAILED."""
+    model = MemoryPipeline()
+    settle, _, cancel = documents(reference_policy)
+    insurer = model.layers["insurer"]
+    kept = insurer.layer
+    insurer.layer = layerstage.Layer(kept.name, kept.apply, kept.accumulator_type, lambda policy_id: None)
+    dead, compensate = through(model, settle.to_json())
+    insurer.layer = kept
+    assert isinstance(dead, settlement.DeadLetter) and isinstance(compensate, settlement.Compensate)
+    assert model.layers["basic"].accumulator(PERSON).inpatient_paid > 0
+    assert {name: layer.layers[settle.claim.claim_id].status for name, layer in model.layers.items()} == {
+        "basic": "settled", "insurer": "failed", "assistance": "failed", "backstop": "failed"}
+
+    (answer,) = through(model, cancel.to_json())
+
+    assert isinstance(answer, settlement.Answer) and not answer.names_message
+    assert SettlementResult.from_json(answer.body).rejection.code == RejectionCode.CLAIM_NOT_FOUND
+    assert model.layers["basic"].accumulator(PERSON).inpatient_paid == 0
+    (again,) = through(model, cancel.to_json())  # redelivered: answered the same, nothing taken twice
+    assert again.body == answer.body and model.layers["basic"].accumulator(PERSON).inpatient_paid == 0
+    (failed,) = through(model, compensate.body)  # then the compensation: nothing left, the failure answered
+    assert SettlementResult.from_json(failed.body).rejection.code == RejectionCode.SETTLEMENT_FAILED
+    assert all(layer.accumulator(PERSON) == type(layer.accumulator(PERSON))() for layer in model.layers.values())

@@ -8,7 +8,7 @@ import orjson
 
 from medsettle import topics
 from medsettle.contract import SettlementDocument
-from services.eligibility.redrive import Answered, answered, read_up_to, redrives, unread
+from services.eligibility.redrive import Answered, answered, read_so_far, read_up_to, redrives, unread
 from services.eligibility.repository import Stuck
 from tests.factories import document
 
@@ -62,6 +62,16 @@ def test_the_answers_are_recorded_once_every_partition_is_read_up_to_the_end_off
     assert unread(end, {}) == {0: 120, 1: 40, 3: 15}
     # a partition of another process, or one the reader of a restarted eligibility has not reached: not read
     assert unread({0: 5, 1: 5}, {0: 5, 1: 2}) == {1: 3}
+
+
+def test_a_partition_the_group_has_committed_further_than_the_recording_counts_as_read_that_far():
+    """After the upgrade that began ``answer_offsets``, a partition no answer has come on since has no row;
+    the offsets eligibility's group committed (only once the answers before them were recorded) cover it."""
+    end = {0: 120, 1: 40}
+    assert unread(end, read_so_far({0: 120}, {0: 90, 1: 40})) == {}
+    assert read_so_far({0: 120}, {0: 90, 1: 40}) == {0: 120, 1: 40}
+    assert unread(end, read_so_far({0: 120}, {0: 90, 1: 30})) == {1: 10}  # committed short of the end: not read
+    assert unread(end, read_so_far({0: 100}, {})) == {0: 20, 1: 40}  # nothing committed: the recording alone
 
 
 def test_after_a_broker_that_lost_its_log_the_end_offsets_go_back_and_the_answers_count_as_read():

@@ -14,7 +14,8 @@ one statement. After every batch:
   only when one of them alone does (the runtime then handles the batch one
   by one, dead-lettering that one);
 - a resend is answered with the stored bytes and writes nothing;
-- a trial writes nothing and answers what its settle would pay now;
+- a trial writes nothing and answers what its settle would pay now; a settle
+  failed upstream goes on as it came, its attempt stored as failed;
 - nothing is counted twice: each accumulator is the sum of the deltas of
   the claims standing (settled, not reversed), so after a reversal it is
   the one without the claim, and a failed claim counts nothing;
@@ -172,8 +173,10 @@ def check_one(layer: layerstage.Layer, store: Store, m: Message) -> bytes | None
     state = store.state(layer, key)
     version = store.accumulators.get(key, ({}, 0))[1]
     standing = row is not None and row.status == "settled" and row.attempt == doc.attempt
-    # a cancel of an attempt whose compensation came through here: passed on untouched, counting nothing
-    taken_back = doc.kind == "cancel" and not doc.compensating and doc.compensation_id in store.answers
+    # a cancel of an attempt whose compensation came through here, or that failed here or upstream (its
+    # compensation still to come): passed on untouched, counting nothing
+    failed = row is not None and row.status == "failed" and row.attempt == doc.attempt
+    taken_back = doc.kind == "cancel" and not doc.compensating and (doc.compensation_id in store.answers or failed)
     if doc.kind == "cancel" and not doc.compensating and answered is None and not standing and not taken_back:
         with pytest.raises(Poison):
             run(layer, store, [m])
@@ -185,11 +188,15 @@ def check_one(layer: layerstage.Layer, store: Store, m: Message) -> bytes | None
         assert body == (answered if answered is not None else row.output), "a resend is answered as stored"
         assert not decision.writes
         return body
-    if doc.kind == "trial" or (doc.kind == "settle" and doc.failure is not None):
-        assert not decision.writes, "a trial, or a settle failed upstream, writes nothing"
-        if doc.kind == "settle":
-            assert body == m.body
-        elif doc.policy != POLICY.policy or (claim_id == "K4" and doc.attempt == 0):
+    if doc.kind == "settle" and doc.failure is not None:  # on as it came, its attempt kept as failed here
+        assert body == m.body
+        new = decision.new_layers[claim_id]
+        assert (new.status, new.attempt, new.output, new.delta, new.amount) == ("failed", doc.attempt, body, {}, 0)
+        assert not decision.accumulators and not decision.reversed_ids and not decision.inbox
+        return body
+    if doc.kind == "trial":
+        assert not decision.writes, "a trial writes nothing"
+        if doc.policy != POLICY.policy or (claim_id == "K4" and doc.attempt == 0):
             assert read(body).failure is not None
         else:
             paid = layer.apply(POLICY, doc, state).document.layer_amount(layer.name)

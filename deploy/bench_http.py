@@ -148,6 +148,9 @@ STAGES = (
     ("pipeline", "claim's record timestamp to its answer's"),
     ("from_kafka", "answer's record timestamp to the 200 read by the client"),
     ("kafka_reader", "answer's record timestamp to a bench reader of his.settlements seeing it"),
+    ("trips", "the POST to its 200 less the gateway's handler (Server-Timing gateway): the request's and the "
+              "response's trips between the client's process and the gateway's (each a wait for one to run), and "
+              "uvicorn's work outside the handler"),
 )
 
 
@@ -189,6 +192,8 @@ def claim_by_claim(timed: list[tuple[str, float, float, float, dict[str, float]]
         for name, ms in (("late", sent - due), ("to_kafka", claim_at - due), ("pipeline", answer_at - claim_at),
                          ("from_kafka", received - answer_at), ("kafka_reader", answer_seen - answer_at)):
             stages[name].append(ms * 1000)
+        if "gateway" in timing:
+            stages["trips"].append((received - sent) * 1000 - timing["gateway"])
         for name, ms in timing.items():
             gateway.setdefault(name, []).append(ms)
     figures: dict[str, Any] = {

@@ -5,13 +5,15 @@ Starts a broker on 127.0.0.1:9092 (``BROKER_PORT``) unless
 or with ``BROKER=kafka`` Apache Kafka (one KRaft node, its log in
 ``.run/kafka``, kept across runs); an embedded PostgreSQL (data in
 ``.run/pgdata``) unless ``DATABASE_URL`` is set; creates the topics, then runs
-every service as its own process with their logs interleaved line by line.
+every service as its own process with their logs interleaved line by line,
+the gateway at ``GATEWAY_NICE`` (a core goes to it first: a cashier waits).
 A service that dies is restarted. Ctrl-C (or SIGTERM) stops everything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import sys
@@ -22,6 +24,7 @@ from pathlib import Path
 from deploy import dev_credentials
 from medsettle.embedded import EmbeddedBroker, EmbeddedPostgres, ensure_topics
 from medsettle.kafka_broker import ApacheKafka
+from medsettle.process import reprioritise
 from medsettle.settings import ROOT, Settings
 from medsettle.topics import ALL_TOPICS
 from services import pipeline
@@ -43,6 +46,7 @@ class Child:
     command: list[str]
     env: dict[str, str]
     colour: int
+    nice: int = 0  # against the supervisor's (medsettle.process.reprioritise)
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -61,8 +65,8 @@ class Supervisor:
         self._watch: asyncio.Task | None = None
         self.lines: list[str] = []
 
-    def add(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        self.children[name] = Child(name, command, env, COLOURS[len(self.children) % len(COLOURS)])
+    def add(self, name: str, command: list[str], env: dict[str, str], nice: int = 0) -> None:
+        self.children[name] = Child(name, command, env, COLOURS[len(self.children) % len(COLOURS)], nice)
 
     async def start(self) -> None:
         for child in self.children.values():
@@ -73,6 +77,7 @@ class Supervisor:
         child.process = await asyncio.create_subprocess_exec(
             *child.command, env=child.env, cwd=ROOT,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            preexec_fn=functools.partial(reprioritise, child.nice) if child.nice else None,
         )
         child.started_at = time.monotonic()
         child.pump = asyncio.create_task(self._pump(child, child.process))
@@ -208,7 +213,8 @@ async def main() -> int:
         development = dev_credentials.environment(os.environ)  # make run only: the dev pair and a service token
         for name in available_services():
             supervisor.add(name, [sys.executable, "-m", f"services.{name}"],
-                           service_env(settings, bootstrap, database_url, name, **broker_env, **development))
+                           service_env(settings, bootstrap, database_url, name, **broker_env, **development),
+                           nice=settings.gateway_nice if name == "gateway" else 0)
         await supervisor.start()
         print(f"[supervisor ] {', '.join(supervisor.children)} started; dashboard on "
               f"http://127.0.0.1:{settings.dashboard_port}; hospital API on http://127.0.0.1:{settings.gateway_port}; "

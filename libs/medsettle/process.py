@@ -39,3 +39,30 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+def reprioritise(nice: int) -> None:
+    """In a child the runner starts, before it runs the service (a
+    ``preexec_fn``): ``nice`` added to its parent's nice. Positive (a batch
+    stage) lowers its priority and needs no privilege; negative (the gateway,
+    which a cashier waits on) raises it and needs CAP_SYS_NICE (root), without
+    which it is left as it was. 0 changes nothing.
+
+    With autogroup on (Linux's default on desktops and this kind of box) a
+    process in a session of its own, as every service the runner starts, is
+    scheduled as a group of its own, and a process's own nice only counts
+    within its group: so the group's nice (``/proc/self/autogroup``) is the
+    one that matters; the process's is set too, for a machine without
+    autogroup or a process in a cgroup of its own.
+    """
+    if nice == 0:
+        return
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError):
+        os.nice(nice)
+    if os.getsid(0) == os.getpid():  # a session of its own: its autogroup is its own
+        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+            group.write(str(max(-20, min(nice, 19))))
+

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
                     "request waits: a cashier at the counter waits on that reader (README \"Hospital HTTP API\"); "
                     "with no request waiting it fetches as every service does (FETCH_MAX_WAIT_MS)",
     )
+    gateway_nice: int = Field(
+        -10, ge=-20, le=19,
+        description="the nice value the runner (make run, make bench) starts the gateway with, against its own: "
+                    "below 0 a core goes to the gateway first when a request or an answer arrives (README "
+                    "\"Hospital HTTP API\"); needs CAP_SYS_NICE (root), else it runs as the others",
+    )
     policy_dir: Path = Field(ROOT / "policies", description="folder of policy files, one per region and year")
     topic_partitions: int | None = Field(
         None, ge=1,

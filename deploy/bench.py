@@ -31,6 +31,7 @@ import bisect
 import contextlib
 import ctypes
 import datetime as dt
+import functools
 import os
 import platform
 import random
@@ -57,7 +58,7 @@ from deploy.run import broker_environment
 from medsettle import topics
 from medsettle.hospital_keys import signature
 from medsettle.httpserver import wait_healthy
-from medsettle.process import event_loop_factory, reprioritise, tune_garbage_collector
+from medsettle.process import event_loop_factory, priority_of, reprioritise, tune_garbage_collector
 from medsettle.settings import Settings
 from services import pipeline
 
@@ -171,6 +172,12 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _prepare_child(nice: int) -> None:
+    """In a child we start, before it runs: it dies with us, at ``nice`` against ours."""
+    _die_with_parent()
+    reprioritise(nice)
+
+
 class Processes:
     """Child processes we start (services, relays); stopped by their id."""
 
@@ -183,13 +190,8 @@ class Processes:
         ``make run``)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-
-        def prepare() -> None:
-            _die_with_parent()
-            reprioritise(nice)
-
         child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True, preexec_fn=prepare)
+                                 start_new_session=True, preexec_fn=functools.partial(_prepare_child, nice))
         log.close()
         self.children[name] = child
         return child
@@ -682,6 +684,8 @@ async def run_bench(args: argparse.Namespace, infra: Infrastructure) -> dict[str
             child = processes.start(GATEWAY, [sys.executable, "-m", "services.gateway"],
                                     {**env, "GATEWAY_PORT": str(port)}, nice=Settings().gateway_nice)
             sampler.add(GATEWAY, lambda child=child: [psutil.Process(child.pid)])
+            # the gateway first for a core, and the bench's cashiers at its priority (_at_the_gateways_priority)
+            results["priority"] = {"gateway": priority_of(child.pid), "bench": priority_of(os.getpid())}
         await wait_for_table(database_url, "eligibility.persons", 60)
         how = args.registry if args.registry != "auto" else ("topic" if args.persons <= 100_000 else "repository")
         seconds = await register(infra.bootstrap, database_url, population, how, processes, timeout=1800)
@@ -1028,8 +1032,37 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+OWN_SESSION = "BENCH_OWN_SESSION"
+"""Set in the bench run again in a session of its own (``_at_the_gateways_priority``)."""
+
+
+def _at_the_gateways_priority(argv: list[str]) -> int | None:
+    """The bench's own readers and its HTTP client are the two paths'
+    cashiers, and its measures subtract one from the other: they run at the
+    gateway's priority (``GATEWAY_NICE``), so that neither path's client is
+    favoured over the gateway it measures. With autogroup on, what counts is
+    the nice of the process's session, and the caller's shell's is not ours
+    to change: so the bench runs itself again in a session of its own, at
+    that nice (without CAP_SYS_NICE it stays as it was), and returns its exit
+    status; ``None`` when already there, or the gateway is not raised."""
+    nice = Settings().gateway_nice
+    if nice >= 0 or os.environ.get(OWN_SESSION):
+        return None
+    child = subprocess.Popen([sys.executable, "-m", "deploy.bench", *argv], cwd=ROOT,
+                             env={**os.environ, OWN_SESSION: "1"}, start_new_session=True,
+                             preexec_fn=functools.partial(_prepare_child, nice))
+    try:
+        return child.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches our session only: passed on, and the bench stops as it would
+        child.send_signal(signal.SIGINT)
+        return child.wait()
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
+    status = _at_the_gateways_priority(argv)
+    if status is not None:
+        return status
     infra = start_infrastructure(args)
     # The hospitals' side costs as little as it can: it shares the two cores with what it measures.
     tune_garbage_collector(Settings().gc_threshold)

@@ -1,12 +1,14 @@
 """How a service process runs, apart from what it does: its event loop and
-its garbage collector. Apart from the optional uvloop it imports only the
+its garbage collector, and its priority. Apart from the optional uvloop it imports only the
 standard library, so that the bench's bare relays (deploy/bench_relay.py) run
 exactly as the services do without loading the platform."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
 from collections.abc import Callable
 
 
@@ -57,12 +59,21 @@ def reprioritise(nice: int) -> None:
     """
     if nice == 0:
         return
-    import contextlib
-    import os
-
     with contextlib.suppress(OSError):
         os.nice(nice)
     if os.getsid(0) == os.getpid():  # a session of its own: its autogroup is its own
         with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
             group.write(str(max(-20, min(nice, 19))))
+
+
+def priority_of(pid: int) -> dict[str, int | None]:
+    """A process's nice and its autogroup's (``None`` without autogroup): what
+    ``reprioritise`` set, for a report to show."""
+    group: int | None = None
+    try:
+        with open(f"/proc/{pid}/autogroup") as found:  # "/autogroup-123 nice -10"
+            group = int(found.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"nice": os.getpriority(os.PRIO_PROCESS, pid), "autogroup_nice": group}
 

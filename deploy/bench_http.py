@@ -234,7 +234,6 @@ async def paced_http(base_url: str, population: Population, keys: Mapping[str, s
     by_level = {level_of[code]: code for code in keys}
     run = uuid.uuid4().hex[:6].upper()
     latencies: list[float] = []
-    added: list[tuple[str, float]] = []
     # per answered claim: (claim_id, due, sent, received) on time.perf_counter, and the gateway's Server-Timing
     timed: list[tuple[str, float, float, float, dict[str, float]]] = []
     wall = time.time() - time.perf_counter()  # perf_counter + wall: Unix seconds, to set beside record timestamps
@@ -260,7 +259,6 @@ async def paced_http(base_url: str, population: Population, keys: Mapping[str, s
             if answer.status == 200:
                 received = time.perf_counter()
                 latencies.append((received - due) * 1000)
-                added.append((claim["claim_id"], latencies[-1]))
                 timed.append((claim["claim_id"], due, sent, received, server_timing(answer.headers.get("Server-Timing"))))
                 statuses[orjson.loads(content).get("status", "?")] += 1
             else:

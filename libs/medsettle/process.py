@@ -54,8 +54,9 @@ def reprioritise(nice: int) -> None:
     process in a session of its own, as every service the runner starts, is
     scheduled as a group of its own, and a process's own nice only counts
     within its group: so the group's nice (``/proc/self/autogroup``) is the
-    one that matters; the process's is set too, for a machine without
-    autogroup or a process in a cgroup of its own.
+    one that matters, set to ``nice`` itself (a new session's group starts at
+    0); the process's is set too, for a machine without autogroup or a
+    process in a cgroup of its own.
     """
     if nice == 0:
         return

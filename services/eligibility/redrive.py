@@ -144,10 +144,11 @@ class Redrive(Service):
             log.info("redrive_skipped", reason=f"the end offsets of {topics.SETTLEMENTS} cannot be asked")
             return False
         end = await self.end_offsets(topics.SETTLEMENTS)
+        # asked once: a partition that gets answers while the round waits is recorded with them
+        committed = await self.committed_offsets(topics.SETTLEMENTS) if self.committed_offsets else {}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.stuck_after_seconds
         while True:
-            committed = await self.committed_offsets(topics.SETTLEMENTS) if self.committed_offsets else {}
             async with self.db.acquire() as c:
                 left = unread(end, read_so_far(await repo.answer_offsets(c), committed))
             if not left:

@@ -76,8 +76,6 @@ ANSWERS_TO: dict[str, frozenset[str]] = {
 }
 """The answers that answer a request of each type (an earlier trial's answer
 does not answer the settle that follows it under the same claim_id)."""
-MAX_UNSTORED_BATCHES = 100
-"""Batches read and told but not stored beyond which the reader waits for the store."""
 REJECTED = frozenset({"rejected"})  # a claim of no known type gets only a rejection
 
 
@@ -187,13 +185,7 @@ class Gateway:
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task | None = None
-        self._storer: asyncio.Task | None = None
-        # batches told to their waiters and not stored yet (answers, next offset of each partition), in order
-        self._unstored: list[tuple[list[repo.Answer], dict[int, int]]] = []
-        self._told = 0  # batches told so far
-        self._stored_upto = 0  # of those, how many are stored
-        self._to_store = asyncio.Event()
-        self._store_round: asyncio.Future[bool] | None = None  # the storer's next attempt: True when it stored
+        self._storing: asyncio.Future[None] | None = None  # the store of the batch just told to its waiters
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
@@ -223,7 +215,6 @@ class Gateway:
                                          **options, **settings.kafka_client_security())
         await self.consumer.start()
         await self._assign()
-        self._storer = asyncio.create_task(self._store_answers())
         self._reader = asyncio.create_task(self._read_answers())
         log.info("gateway_started", hospitals=len(self.keys))
 
@@ -247,10 +238,9 @@ class Gateway:
                 await self.consumer.seek_to_beginning(tp)
 
     async def stop(self) -> None:
-        for task in (self._reader, self._storer):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
         for client in (self.consumer, self.producer):
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -284,52 +274,20 @@ class Gateway:
                         # the cashier is told now; the store below is for GET, 对账 and restarts
                         self.waiters.deliver(answer, record.timestamp)
                 offsets[tp.partition] = records[-1].offset + 1
-            # stored by another task, so that this one reads the next answers meanwhile (a store
-            # takes a round trip to PostgreSQL; answers read during it waited for it)
-            self._unstored.append((answers, offsets))
-            self._told += 1
-            self._to_store.set()
-            while len(self._unstored) > MAX_UNSTORED_BATCHES and self._storer is not None and not self._storer.done():
-                await asyncio.shield(self._next_round())  # the database is slow or away: read no further
-
-    def _next_round(self) -> asyncio.Future[bool]:
-        if self._store_round is None:
-            self._store_round = asyncio.get_running_loop().create_future()
-        return self._store_round
-
-    async def _store_answers(self) -> None:
-        """Store the batches told to their waiters, all those waiting in one statement,
-        with how far they were read: all or nothing, so a batch not stored (the process
-        stopped, the database away) is read again after a restart, or tried again."""
-        assert self.pool is not None
-        while True:
-            await self._to_store.wait()
-            self._to_store.clear()
-            while self._unstored:
-                taken = len(self._unstored)
-                answers = [answer for batch, _ in self._unstored[:taken] for answer in batch]
-                offsets: dict[int, int] = {}
-                for _, read in self._unstored[:taken]:
-                    for partition, offset in read.items():
-                        offsets[partition] = max(offset, offsets.get(partition, offset))
-                stored = False
-                try:
-                    async with self.pool.acquire() as c:
-                        await repo.save_answers(c, answers, offsets)
-                    stored = True
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - kept, and tried again
-                    log.warning("answers_not_stored", error=repr(exc))
-                finally:
-                    if stored:
-                        del self._unstored[:taken]
-                        self._stored_upto += taken
-                    round_, self._store_round = self._store_round, None
-                    if round_ is not None:
-                        round_.set_result(stored)
-                if not stored:
-                    await asyncio.sleep(0.5)
+            self._storing = asyncio.get_running_loop().create_future()
+            try:
+                async with self.pool.acquire() as c:
+                    await repo.save_answers(c, answers, offsets)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - read again from the batch's start
+                log.warning("answers_not_stored", error=repr(exc))
+                for tp, records in batch.items():
+                    self.consumer.seek(tp, records[0].offset)
+                await asyncio.sleep(0.5)
+            finally:
+                self._storing.set_result(None)
+                self._storing = None
 
     def _pace(self) -> None:
         """How long the reader's next fetch may be held: GATEWAY_FETCH_MAX_WAIT_MS while a
@@ -345,20 +303,17 @@ class Gateway:
                                                                             settings.gateway_fetch_max_wait_ms))
 
     async def _stored(self) -> None:
-        """Wait for the store of the answers this process has told so far (if any); not
-        beyond an attempt that failed (the caller then reads what is stored, or is told
-        the database is away)."""
-        told = self._told
-        while self._stored_upto < told and self._storer is not None and not self._storer.done():
-            if not await asyncio.shield(self._next_round()):
-                return
+        """Wait for the store of the answers this process has just told (if any)."""
+        storing = self._storing
+        if storing is not None:
+            await asyncio.shield(storing)
 
     # ----------------------------------------------------------- requests
 
     @property
     def reading(self) -> bool:
         """Whether answers are being learnt (a waiting request can be answered)."""
-        return all(task is not None and not task.done() for task in (self._reader, self._storer))
+        return self._reader is not None and not self._reader.done()
 
     @property
     def db(self) -> asyncpg.Pool:

@@ -68,7 +68,8 @@ def reprioritise(nice: int) -> None:
 
 
 def priority_of(pid: int) -> dict[str, int | None]:
-    """A process's nice and its autogroup's (``None`` without autogroup): what
+    """A process's nice and its autogroup's (``None`` without autogroup, or in
+    the boot session's group, whose file reads empty): what
     ``reprioritise`` set, for a report to show."""
     group: int | None = None
     try:

@@ -7,7 +7,7 @@ the claim's delta; reversing it subtracts exactly that delta again.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, NamedTuple, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -61,6 +61,17 @@ class Counters(BaseModel):
 
 
 A = TypeVar("A", bound=Counters)
+
+
+class Payment(NamedTuple):
+    """A layer's arithmetic for one claim, before it is a ``Layer`` and a
+    delta: what the fund pays, what the claim adds to the person's counters
+    (the accumulator's fields; ``{}``: nothing), and the explanation (``None``
+    when it was not asked for: the simulation replays a year without it)."""
+
+    amount: Decimal
+    delta: dict[str, Any]
+    explanation: str | None
 
 
 class LayerOutcome(BaseModel, Generic[A]):

@@ -7,12 +7,13 @@ favourable one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from pydantic import model_validator
 
-from medsettle.accumulator import Counters, LayerOutcome
+from medsettle.accumulator import Counters, LayerOutcome, Payment
 from medsettle.caps import fund_share_note, fund_share_room, within_annual_caps
 from medsettle.contract import CATEGORY_NAMES, Layer, LayerName, SettlementDocument
 from medsettle.money import ZERO, pct, share, yuan
@@ -39,33 +40,41 @@ class AssistanceAccumulator(Counters):
 
 
 def _candidate(policy: Policy, category: str, base: Decimal, total: Decimal, ceiling: Decimal | None,
-               accumulator: AssistanceAccumulator) -> tuple[Decimal, Decimal, str]:
-    """(what this claim pays, its own amount before the annual caps, the explanation)."""
+               accumulator: AssistanceAccumulator, explain: bool) -> tuple[Decimal, Decimal, str | None]:
+    """(what this claim pays, its own amount before the annual caps, the explanation if asked)."""
     rules = policy.assistance
     rule = rules.categories[category]  # type: ignore[index]
     paid = accumulator.paid
     large = rules.large_claim_from is not None and total >= rules.large_claim_from
     ratio = rule.large_claim_ratio if large and rule.large_claim_ratio is not None else rule.ratio
-    amount = share(base, ratio)
-    basis = ""
-    if rule.large_claim_ratio is not None and rules.large_claim_from is not None:
-        basis = f"总费用 {yuan(total)} 元{'达到' if large else '不足'} {yuan(rules.large_claim_from)} 元，"
-    notes = [f"{CATEGORY_NAMES[category]}：{basis}{yuan(base)} × {pct(ratio)} = {yuan(amount)}"]
+    by_ratio = amount = share(base, ratio)
+    notes: list[str] | None = None
+    if explain:
+        basis = ""
+        if rule.large_claim_ratio is not None and rules.large_claim_from is not None:
+            basis = f"总费用 {yuan(total)} 元{'达到' if large else '不足'} {yuan(rules.large_claim_from)} 元，"
+        notes = [f"{CATEGORY_NAMES[category]}：{basis}{yuan(base)} × {pct(ratio)} = {yuan(amount)}"]
     if rules.small_claim_cap is not None and not large and amount > rules.small_claim_cap:
         amount = rules.small_claim_cap
-        notes.append(f"总费用不足 {yuan(rules.large_claim_from or ZERO)} 元，单次至多 {yuan(amount)} 元")
+        if notes is not None:
+            notes.append(f"总费用不足 {yuan(rules.large_claim_from or ZERO)} 元，单次至多 {yuan(amount)} 元")
     if ceiling is not None and amount > ceiling:
-        notes.append(fund_share_note(policy.fund_share_cap, ceiling))  # type: ignore[arg-type]
+        if notes is not None:
+            notes.append(fund_share_note(policy.fund_share_cap, ceiling))  # type: ignore[arg-type]
         amount = ceiling
-    caps = [(cap, what) for cap, what in ((rule.annual_cap, "该类别年度封顶"), (rules.annual_cap, "年度封顶"))
-            if cap is not None]
-    own = min([amount, *(cap for cap, _ in caps)])  # what the claim is due, on its own within the caps
+    own = amount  # what the claim is due, on its own within the caps
+    caps: list[Decimal] = []
+    for cap in (rule.annual_cap, rules.annual_cap):
+        if cap is not None:
+            caps.append(cap)
+            own = min(own, cap)
     # the year's payments without the caps, this claim included, within them
-    amount = within_annual_caps(accumulator.due + own, paid, [cap for cap, _ in caps],
-                                base if ceiling is None else min(base, ceiling))
-    if amount < min(own, share(base, ratio)):
-        for cap, what in caps:
-            if min(own, share(base, ratio)) > max(ZERO, cap - paid):
+    amount = within_annual_caps(accumulator.due + own, paid, caps, base if ceiling is None else min(base, ceiling))
+    if notes is None:
+        return amount, own, None
+    if amount < min(own, by_ratio):
+        for cap, what in ((rule.annual_cap, "该类别年度封顶"), (rules.annual_cap, "年度封顶")):
+            if cap is not None and min(own, by_ratio) > max(ZERO, cap - paid):
                 notes.append(f"{what} {yuan(cap)} 元，已救助 {yuan(paid)} 元，本次至多 {yuan(amount)} 元")
                 break
     elif amount > own:
@@ -73,29 +82,39 @@ def _candidate(policy: Policy, category: str, base: Decimal, total: Decimal, cei
     return amount, own, "，".join(notes)
 
 
-def settle_assistance(policy: Policy, document: SettlementDocument, accumulator: AssistanceAccumulator) -> LayerOutcome:
-    assert document.breakdown is not None, "basic layer must come first"
-    basic = document.layer_amount(LayerName.BASIC)
-    serious = document.layer_amount(LayerName.SERIOUS_ILLNESS)
-    base = max(ZERO, document.breakdown.compliant - basic - serious)
-    eligible = [c for c in document.person.categories if c in policy.assistance.categories]
+def assistance_payment(policy: Policy, categories: Sequence[str], compliant: Decimal, total: Decimal,
+                       basic: Decimal, serious: Decimal, accumulator: AssistanceAccumulator,
+                       explain: bool = True) -> Payment:
+    """What the fund pays for a claim of ``compliant`` of ``total``, after
+    ``basic`` and ``serious`` illness, for a person in ``categories`` whose
+    year so far is ``accumulator`` (or any object with its fields)."""
+    base = max(ZERO, compliant - basic - serious)
+    eligible = [c for c in categories if c in policy.assistance.categories]
     if not eligible:
-        reason = "不属于医疗救助对象" if not document.person.categories else (
-            "所属类别（" + "、".join(CATEGORY_NAMES[c] for c in document.person.categories) + "）本统筹区不予救助"
+        if not explain:
+            return Payment(ZERO, {}, None)
+        reason = "不属于医疗救助对象" if not categories else (
+            "所属类别（" + "、".join(CATEGORY_NAMES[c] for c in categories) + "）本统筹区不予救助"
         )
-        layer = Layer.of(layer=LayerName.ASSISTANCE, amount=ZERO, explanation=f"医疗救助：{reason}，本次救助 0.00 元。")
-        return LayerOutcome.of(document, layer, AssistanceAccumulator.of())
+        return Payment(ZERO, {}, f"医疗救助：{reason}，本次救助 0.00 元。")
 
-    ceiling = fund_share_room(policy.fund_share_cap, document.breakdown.total, basic, serious)
-    candidates = [(*_candidate(policy, c, base, document.breakdown.total, ceiling, accumulator), c)
-                  for c in eligible]
+    ceiling = fund_share_room(policy.fund_share_cap, total, basic, serious)
+    candidates = [(*_candidate(policy, c, base, total, ceiling, accumulator, explain), c) for c in eligible]
     amount, own, shown, chosen = max(candidates, key=lambda c: c[0])
+    if not explain:
+        return Payment(amount, {"paid": amount, "due": own}, None)
     notes = [f"救助基数（政策范围内个人负担）{yuan(base)} 元", shown]
     if len(candidates) > 1:
         notes.append(f"同时属于多个类别，按最有利的{CATEGORY_NAMES[chosen]}标准")
-    layer = Layer.of(
-        layer=LayerName.ASSISTANCE,
-        amount=amount,
-        explanation="医疗救助：" + "；".join(notes) + f"。医疗救助支付 {yuan(amount)} 元。",
-    )
-    return LayerOutcome.of(document, layer, AssistanceAccumulator.of(paid=amount, due=own))
+    return Payment(amount, {"paid": amount, "due": own},
+                   "医疗救助：" + "；".join(notes) + f"。医疗救助支付 {yuan(amount)} 元。")
+
+
+def settle_assistance(policy: Policy, document: SettlementDocument, accumulator: AssistanceAccumulator) -> LayerOutcome:
+    """The assistance stage's rule: ``assistance_payment`` on the document, as a layer and a delta."""
+    assert document.breakdown is not None, "basic layer must come first"
+    payment = assistance_payment(policy, document.person.categories, document.breakdown.compliant,
+                                 document.breakdown.total, document.layer_amount(LayerName.BASIC),
+                                 document.layer_amount(LayerName.SERIOUS_ILLNESS), accumulator)
+    layer = Layer.of(layer=LayerName.ASSISTANCE, amount=payment.amount, explanation=payment.explanation)
+    return LayerOutcome.of(document, layer, AssistanceAccumulator.of(**payment.delta))

@@ -8,9 +8,10 @@ burden above that cap.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
-from medsettle.accumulator import Counters, LayerOutcome
+from medsettle.accumulator import Counters, LayerOutcome, Payment
 from medsettle.caps import within_annual_caps
 from medsettle.contract import CATEGORY_NAMES, LEVEL_NAMES, VISIT_NAMES, Layer, LayerName, SettlementDocument
 from medsettle.money import ZERO, yuan
@@ -22,30 +23,33 @@ class BackstopAccumulator(Counters):
     paid: Decimal = ZERO
 
 
-def _zero(document: SettlementDocument, reason: str, delta: BackstopAccumulator) -> LayerOutcome:
-    layer = Layer.of(layer=LayerName.BACKSTOP, amount=ZERO, explanation=f"政府兜底：{reason}，本次兜底 0.00 元。")
-    return LayerOutcome.of(document, layer, delta)
-
-
-def settle_backstop(policy: Policy, document: SettlementDocument, accumulator: BackstopAccumulator) -> LayerOutcome:
+def backstop_payment(policy: Policy, level: str, visit: str, categories: Sequence[str], compliant: Decimal,
+                     funds: Decimal, accumulator: BackstopAccumulator, explain: bool = True) -> Payment:
+    """What the backstop pays for a claim of ``visit`` type at a hospital of
+    ``level``, ``compliant`` of which the ``funds`` above paid, for a person in
+    ``categories`` whose year so far is ``accumulator`` (or any object with
+    its fields)."""
     rules = policy.backstop
-    assert document.breakdown is not None, "basic layer must come first"
-    claim, level = document.claim, document.hospital.level
-    remaining = max(ZERO, document.breakdown.compliant - document.funds_so_far())
-    counts = claim.visit_type in rules.visit_types
-    carried = BackstopAccumulator.of(burden=remaining) if counts else BackstopAccumulator.of()
+    remaining = max(ZERO, compliant - funds)
+    counts = visit in rules.visit_types
+    carried: dict[str, Decimal] = {"burden": remaining} if counts else {}
+    reason = None
     if not rules.enabled:
-        return _zero(document, rules.disabled_reason, carried)
-    if not counts:
-        return _zero(document, f"{VISIT_NAMES[claim.visit_type]}不属于兜底范围", carried)
-    if not any(c in rules.categories for c in document.person.categories):
-        names = "、".join(CATEGORY_NAMES[c] for c in rules.categories)
-        return _zero(document, f"仅{names}享受兜底保障", carried)
+        reason = rules.disabled_reason
+    elif not counts:
+        reason = f"{VISIT_NAMES[visit]}不属于兜底范围" if explain else ""
+    elif not any(c in rules.categories for c in categories):
+        reason = "仅" + "、".join(CATEGORY_NAMES[c] for c in rules.categories) + "享受兜底保障" if explain else ""
+    if reason is not None:
+        return Payment(ZERO, carried, f"政府兜底：{reason}，本次兜底 0.00 元。" if explain else None)
 
     cap = rules.annual_cap_by_level[level]
     before = accumulator.burden
     # the person bears this year at most the cap; the backstop pays the rest of this claim's burden
     amount = remaining - within_annual_caps(before + remaining, before, (cap,))
+    delta = {"burden": remaining - amount, "paid": amount}
+    if not explain:
+        return Payment(amount, delta, None)
     notes = [
         f"本次政策范围内个人负担 {yuan(remaining)} 元，年度累计 {yuan(before)} 元",
         f"{LEVEL_NAMES[level]}医疗机构年度个人负担上限 {yuan(cap)} 元",
@@ -54,9 +58,13 @@ def settle_backstop(policy: Policy, document: SettlementDocument, accumulator: B
         notes.append(f"{yuan(before)} + {yuan(remaining)} - {yuan(cap)} = {yuan(amount)}")
     else:
         notes.append("累计未超过上限")
-    layer = Layer.of(
-        layer=LayerName.BACKSTOP,
-        amount=amount,
-        explanation="政府兜底：" + "；".join(notes) + f"。政府兜底支付 {yuan(amount)} 元。",
-    )
-    return LayerOutcome.of(document, layer, BackstopAccumulator.of(burden=remaining - amount, paid=amount))
+    return Payment(amount, delta, "政府兜底：" + "；".join(notes) + f"。政府兜底支付 {yuan(amount)} 元。")
+
+
+def settle_backstop(policy: Policy, document: SettlementDocument, accumulator: BackstopAccumulator) -> LayerOutcome:
+    """The backstop stage's rule: ``backstop_payment`` on the document, as a layer and a delta."""
+    assert document.breakdown is not None, "basic layer must come first"
+    payment = backstop_payment(policy, document.hospital.level, document.claim.visit_type, document.person.categories,
+                               document.breakdown.compliant, document.funds_so_far(), accumulator)
+    layer = Layer.of(layer=LayerName.BACKSTOP, amount=payment.amount, explanation=payment.explanation)
+    return LayerOutcome.of(document, layer, BackstopAccumulator.of(**payment.delta))

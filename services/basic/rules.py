@@ -8,7 +8,8 @@ and the ratio of the hospital's level, and keeps within the annual limit.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from pydantic import model_validator
 
@@ -19,6 +20,7 @@ from medsettle.contract import (
     LEVEL_NAMES,
     VISIT_NAMES,
     Breakdown,
+    SettleClaim,
     Item,
     Layer,
     LayerName,
@@ -83,24 +85,29 @@ def classify(items: list[Item], b_pre_self_pay: Decimal) -> Breakdown:
 
 
 def _inpatient_deductible(
-    rules: Inpatient, level: str, favoured: bool, categories: list[str], prior_admissions: Decimal
-) -> tuple[Decimal, list[str]]:
+    rules: Inpatient, level: str, favoured: bool, categories: Sequence[str], prior_admissions: Decimal,
+    notes: list[str] | None,
+) -> Decimal:
     deductible = rules.levels[level].deductible  # type: ignore[index]
-    notes = [f"{LEVEL_NAMES[level]}起付线 {yuan(deductible)} 元"]
+    if notes is not None:
+        notes.append(f"{LEVEL_NAMES[level]}起付线 {yuan(deductible)} 元")
     if favoured and rules.favoured_deductible_share != 100:
         deductible = share(deductible, rules.favoured_deductible_share)
-        notes.append(f"困难群众起付线按 {pct(rules.favoured_deductible_share)} 计为 {yuan(deductible)} 元")
+        if notes is not None:
+            notes.append(f"困难群众起付线按 {pct(rules.favoured_deductible_share)} 计为 {yuan(deductible)} 元")
     if prior_admissions >= 1:
         if any(c in rules.repeat_admission_no_deductible_for for c in categories):
             deductible = ZERO
-            notes.append("年度内同级第二次及以上住院，免起付线")
+            if notes is not None:
+                notes.append("年度内同级第二次及以上住院，免起付线")
         elif rules.repeat_admission_deductible_reduction:
             deductible = max(ZERO, deductible - rules.repeat_admission_deductible_reduction)
-            notes.append(
-                f"年度内同级第 {int(prior_admissions) + 1} 次住院，起付线降低 "
-                f"{yuan(rules.repeat_admission_deductible_reduction)} 元为 {yuan(deductible)} 元"
-            )
-    return fen(deductible), notes
+            if notes is not None:
+                notes.append(
+                    f"年度内同级第 {int(prior_admissions) + 1} 次住院，起付线降低 "
+                    f"{yuan(rules.repeat_admission_deductible_reduction)} 元为 {yuan(deductible)} 元"
+                )
+    return fen(deductible)
 
 
 def _banded(above: Decimal, ratio: Decimal, rules: Inpatient) -> list[tuple[Decimal, Decimal]]:
@@ -108,66 +115,91 @@ def _banded(above: Decimal, ratio: Decimal, rules: Inpatient) -> list[tuple[Deci
     return parts(bands_above(ratio, [(band.above, band.extra_points) for band in rules.ratio_bands]), ZERO, above)
 
 
-def settle_basic(policy: Policy, document: SettlementDocument, accumulator: BasicAccumulator) -> LayerOutcome:
+class BasicPayment(NamedTuple):
+    """The basic layer's arithmetic for one claim (``Payment`` with the bill's
+    breakdown and the deductible applied, which the document carries on)."""
+
+    amount: Decimal
+    delta: dict[str, Any]  # a ``BasicAccumulator``'s fields
+    explanation: str | None
+    breakdown: Breakdown
+    deductible: Decimal
+
+
+_BUCKETS = {  # visit type -> (the accumulator's paid counter, its due counter)
+    "inpatient": ("inpatient_paid", "inpatient_due"),
+    "outpatient": ("outpatient_paid", "outpatient_due"),
+    "chronic_outpatient": ("chronic_outpatient_paid", "chronic_outpatient_due"),
+}
+
+
+def basic_payment(policy: Policy, claim: SettleClaim, level: str, favoured: bool, categories: Sequence[str],
+                  accumulator: BasicAccumulator, explain: bool = True) -> BasicPayment:
+    """What the basic fund pays for ``claim`` at a hospital of ``level`` for a
+    person (``favoured``, in ``categories``) whose year so far is
+    ``accumulator`` (a ``BasicAccumulator``, or any object with its fields).
+    ``explain``: write the explanation (the simulation does not)."""
     rules = policy.basic
-    claim, level = document.claim, document.hospital.level
     breakdown = classify(claim.items, rules.b_pre_self_pay)
     compliant = breakdown.compliant
-    favoured = document.person.favoured
     visit = claim.visit_type
-    notes: list[str] = [f"政策范围内费用 {yuan(compliant)} 元"]
+    notes: list[str] | None = [f"政策范围内费用 {yuan(compliant)} 元"] if explain else None
     deductible = ZERO
+    paid_name, due_name = _BUCKETS[visit]
 
     if visit == "inpatient":
         ip = rules.inpatient
-        admission_level = ip.admissions_count_as.get(level, level)
-        prior = accumulator.admissions.get(admission_level, ZERO)
-        full_deductible, deductible_notes = _inpatient_deductible(
-            ip, level, favoured, list(document.person.categories), prior
-        )
-        notes += deductible_notes
+        prior = accumulator.admissions.get(ip.admissions_count_as.get(level, level), ZERO)
+        full_deductible = _inpatient_deductible(ip, level, favoured, categories, prior, notes)
         ratio = ip.levels[level].ratio
-        ratio_notes = [f"{LEVEL_NAMES[level]}报销比例 {pct(ratio)}"]
+        if notes is not None:
+            notes.append(f"{LEVEL_NAMES[level]}报销比例 {pct(ratio)}")
         if not claim.referral and level in ip.referral_penalty_levels and ip.referral_penalty_points:
             ratio -= ip.referral_penalty_points
-            ratio_notes.append(f"未办理转诊降低 {ip.referral_penalty_points.normalize():f} 个百分点")
+            if notes is not None:
+                notes.append(f"未办理转诊降低 {ip.referral_penalty_points.normalize():f} 个百分点")
         if favoured and ip.favoured_ratio_points:
             ratio += ip.favoured_ratio_points
-            ratio_notes.append(f"困难群众提高 {ip.favoured_ratio_points.normalize():f} 个百分点")
+            if notes is not None:
+                notes.append(f"困难群众提高 {ip.favoured_ratio_points.normalize():f} 个百分点")
         ratio = clamp(ratio, ZERO, Decimal(100))
-        notes += ratio_notes
         deductible = min(full_deductible, compliant)
         above = compliant - deductible
         pieces = _banded(above, ratio, ip)
         amount = banded(pieces)
-        formula = f"({yuan(compliant)} - {yuan(deductible)}) 分段：{shown(pieces)}" if ip.ratio_bands else (
-            f"({yuan(compliant)} - {yuan(deductible)}) × {pct(ratio)}"
-        )
-        notes.append(f"{formula} = {yuan(amount)}")
-        limit, paid, bucket = ip.annual_limit, accumulator.inpatient_paid, "inpatient_paid"
+        if notes is not None:
+            formula = f"({yuan(compliant)} - {yuan(deductible)}) 分段：{shown(pieces)}" if ip.ratio_bands else (
+                f"({yuan(compliant)} - {yuan(deductible)}) × {pct(ratio)}"
+            )
+            notes.append(f"{formula} = {yuan(amount)}")
+        limit = ip.annual_limit
     elif visit == "outpatient":
         ratio = rules.outpatient.ratio_by_level[level]
         amount = share(compliant, ratio)
-        notes.append(f"普通门诊不设起付线，{yuan(compliant)} × {pct(ratio)} = {yuan(amount)}")
-        limit, paid, bucket = rules.outpatient.annual_limit, accumulator.outpatient_paid, "outpatient_paid"
+        if notes is not None:
+            notes.append(f"普通门诊不设起付线，{yuan(compliant)} × {pct(ratio)} = {yuan(amount)}")
+        limit = rules.outpatient.annual_limit
     else:
         ratio = rules.chronic_outpatient.ratio
         amount = share(compliant, ratio)
-        notes.append(f"慢性病门诊不设起付线，{yuan(compliant)} × {pct(ratio)} = {yuan(amount)}")
-        limit, paid, bucket = (
-            rules.chronic_outpatient.annual_limit,
-            accumulator.chronic_outpatient_paid,
-            "chronic_outpatient_paid",
-        )
+        if notes is not None:
+            notes.append(f"慢性病门诊不设起付线，{yuan(compliant)} × {pct(ratio)} = {yuan(amount)}")
+        limit = rules.chronic_outpatient.annual_limit
+    paid = getattr(accumulator, paid_name)
 
     ceiling = fund_share_room(policy.fund_share_cap, breakdown.total)
     if ceiling is not None and amount > ceiling:
-        notes.append(f"各项基金合计不超过总费用的 {pct(policy.fund_share_cap)}（{yuan(ceiling)} 元）")  # type: ignore[arg-type]
+        if notes is not None:
+            notes.append(f"各项基金合计不超过总费用的 {pct(policy.fund_share_cap)}（{yuan(ceiling)} 元）")  # type: ignore[arg-type]
         amount = ceiling
     own = amount  # this claim's amount before the annual limit
-    due = getattr(accumulator, bucket.replace("_paid", "_due"))
     most = min(compliant - deductible, compliant if ceiling is None else ceiling)
-    amount = within_annual_caps(due + own, paid, (limit,), most)
+    amount = within_annual_caps(getattr(accumulator, due_name) + own, paid, (limit,), most)
+    delta: dict[str, Any] = {paid_name: amount, due_name: own}
+    if visit == "inpatient":
+        delta["admissions"] = {rules.inpatient.admissions_count_as.get(level, level): Decimal(1)}
+    if notes is None:
+        return BasicPayment(amount, delta, None, breakdown, deductible)
     if amount < own:
         room = max(ZERO, limit - paid)
         notes.append(
@@ -181,10 +213,14 @@ def settle_basic(policy: Policy, document: SettlementDocument, accumulator: Basi
     if amount == 0 and compliant == 0:
         notes.append("无政策范围内费用，基本医保不支付")
     explanation = "基本医保：" + "；".join(notes) + f"。基本医保支付 {yuan(amount)} 元。"
+    return BasicPayment(amount, delta, explanation, breakdown, deductible)
 
-    delta_fields: dict[str, object] = {bucket: amount, bucket.replace("_paid", "_due"): own}
-    if visit == "inpatient":
-        delta_fields["admissions"] = {rules.inpatient.admissions_count_as.get(level, level): Decimal(1)}
-    layer = Layer.of(layer=LayerName.BASIC, amount=amount, explanation=explanation)
-    return LayerOutcome.of(document, layer, BasicAccumulator.of(**delta_fields), breakdown=breakdown,
-                           deductible=deductible)
+
+def settle_basic(policy: Policy, document: SettlementDocument, accumulator: BasicAccumulator) -> LayerOutcome:
+    """The basic stage's rule: ``basic_payment`` on the document, as a layer and a delta."""
+    person = document.person
+    payment = basic_payment(policy, document.claim, document.hospital.level, person.favoured, person.categories,
+                            accumulator)
+    layer = Layer.of(layer=LayerName.BASIC, amount=payment.amount, explanation=payment.explanation)
+    return LayerOutcome.of(document, layer, BasicAccumulator.of(**payment.delta), breakdown=payment.breakdown,
+                           deductible=payment.deductible)

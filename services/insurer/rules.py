@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from medsettle.accumulator import Counters, LayerOutcome
+from medsettle.accumulator import Counters, LayerOutcome, Payment
 from medsettle.bands import Band, banded, bands_upto, parts, shown
 from medsettle.caps import fund_share_note, fund_share_room, within_annual_caps
 from medsettle.contract import VISIT_NAMES, Layer, LayerName, SettlementDocument
@@ -46,32 +46,33 @@ def banded_payment(rules: SeriousIllnessPolicy, favoured: bool, accumulated: Dec
     return banded(_above_threshold(rules, favoured, accumulated))
 
 
-def settle_serious_illness(
-    policy: Policy, document: SettlementDocument, accumulator: SeriousIllnessAccumulator
-) -> LayerOutcome:
+def serious_illness_payment(policy: Policy, visit: str, favoured: bool, compliant: Decimal, total: Decimal,
+                            basic: Decimal, accumulator: SeriousIllnessAccumulator, explain: bool = True) -> Payment:
+    """What the fund pays for a claim of ``visit`` type, ``compliant`` of
+    ``total`` and ``basic`` paid by the basic fund, for a person (``favoured``)
+    whose year so far is ``accumulator`` (or any object with its fields)."""
     rules = policy.serious_illness
-    claim = document.claim
-    assert document.breakdown is not None, "basic layer must come first"
-    favoured = document.person.favoured
-    basic = document.layer_amount(LayerName.BASIC)
+    if visit not in rules.visit_types:
+        return Payment(ZERO, {}, f"大病保险：{VISIT_NAMES[visit]}费用不计入大病保险，本次支付 0.00 元。" if explain else None)
 
-    if claim.visit_type not in rules.visit_types:
-        layer = Layer.of(
-            layer=LayerName.SERIOUS_ILLNESS,
-            amount=ZERO,
-            explanation=f"大病保险：{VISIT_NAMES[claim.visit_type]}费用不计入大病保险，本次支付 0.00 元。",
-        )
-        return LayerOutcome.of(document, layer, SeriousIllnessAccumulator.of())
-
-    this = max(ZERO, document.breakdown.compliant - basic)
-    before, after = accumulator.base, accumulator.base + this
-    threshold = rules.favoured_threshold if favoured else rules.threshold
+    this = max(ZERO, compliant - basic)
+    before, paid = accumulator.base, accumulator.paid
+    after = before + this
     pieces = _above_threshold(rules, favoured, after)
     due = banded(pieces)  # F: what the fund owes the person for the year, this claim included
-    amount = within_annual_caps(due, accumulator.paid, most=this)
+    amount = within_annual_caps(due, paid, most=this)
+    cap = rules.favoured_annual_cap if favoured else rules.annual_cap
+    capped = within_annual_caps(due, paid, (cap,), most=this)
+    ceiling = fund_share_room(policy.fund_share_cap, total, basic)
+    if not explain:
+        amount = min(amount, capped)
+        if ceiling is not None and amount > ceiling:
+            amount = ceiling
+        return Payment(amount, {"base": this, "paid": amount}, None)
+    threshold = rules.favoured_threshold if favoured else rules.threshold
     who = "困难群众" if favoured else ""
     notes = [
-        f"本次合规自付 {yuan(this)} 元（{yuan(document.breakdown.compliant)} - {yuan(basic)}），"
+        f"本次合规自付 {yuan(this)} 元（{yuan(compliant)} - {yuan(basic)}），"
         f"年度累计 {yuan(before)} → {yuan(after)} 元",
         f"{who}起付线 {yuan(threshold)} 元",
     ]
@@ -79,21 +80,27 @@ def settle_serious_illness(
         notes.append("累计未超过起付线")
     else:
         notes.append(f"年度累计进入起付线以上的部分分段：{shown(pieces)} = {yuan(due)}")
-        notes.append(f"年度已支付 {yuan(accumulator.paid)} 元，本次 {yuan(due)} - {yuan(accumulator.paid)}"
-                     + (f"，至多本次合规自付 {yuan(this)} 元" if due - accumulator.paid > this else "")
+        notes.append(f"年度已支付 {yuan(paid)} 元，本次 {yuan(due)} - {yuan(paid)}"
+                     + (f"，至多本次合规自付 {yuan(this)} 元" if due - paid > this else "")
                      + f" = {yuan(amount)}")
-    cap = rules.favoured_annual_cap if favoured else rules.annual_cap
-    capped = within_annual_caps(due, accumulator.paid, (cap,), most=this)
     if capped < amount:
-        notes.append(f"年度封顶 {yuan(cap)} 元，已支付 {yuan(accumulator.paid)} 元，本次支付 {yuan(capped)} 元")  # type: ignore[arg-type]
+        notes.append(f"年度封顶 {yuan(cap)} 元，已支付 {yuan(paid)} 元，本次支付 {yuan(capped)} 元")  # type: ignore[arg-type]
         amount = capped
-    ceiling = fund_share_room(policy.fund_share_cap, document.breakdown.total, basic)
     if ceiling is not None and amount > ceiling:
         notes.append(fund_share_note(policy.fund_share_cap, ceiling))  # type: ignore[arg-type]
         amount = ceiling
-    layer = Layer.of(
-        layer=LayerName.SERIOUS_ILLNESS,
-        amount=amount,
-        explanation="大病保险：" + "；".join(notes) + f"。大病保险支付 {yuan(amount)} 元。",
-    )
-    return LayerOutcome.of(document, layer, SeriousIllnessAccumulator.of(base=this, paid=amount))
+    return Payment(amount, {"base": this, "paid": amount},
+                   "大病保险：" + "；".join(notes) + f"。大病保险支付 {yuan(amount)} 元。")
+
+
+def settle_serious_illness(
+    policy: Policy, document: SettlementDocument, accumulator: SeriousIllnessAccumulator
+) -> LayerOutcome:
+    """The insurer's rule: ``serious_illness_payment`` on the document, as a layer and a delta."""
+    assert document.breakdown is not None, "basic layer must come first"
+    breakdown = document.breakdown
+    payment = serious_illness_payment(policy, document.claim.visit_type, document.person.favoured,
+                                      breakdown.compliant, breakdown.total, document.layer_amount(LayerName.BASIC),
+                                      accumulator)
+    layer = Layer.of(layer=LayerName.SERIOUS_ILLNESS, amount=payment.amount, explanation=payment.explanation)
+    return LayerOutcome.of(document, layer, SeriousIllnessAccumulator.of(**payment.delta))

@@ -194,7 +194,7 @@ def in_memory_year(claims: int, policy: Policy, seed: int = 2024) -> list[dict]:
 def layers_bench(claims: int, repeat: int, policy_file: Path) -> dict:
     """``--in-memory``: the four layer functions alone (see the module's doc)."""
     from services.pipeline import Ledger  # the layers' in-memory pipeline, for the digest
-    from services.simulation.replay import RecordedClaim, Replayer
+    from services.simulation.replay import Bill, RecordedClaim, Replayer
 
     policy = load_policy(policy_file)
     documents = [SettlementDocument.model_validate(body) for body in in_memory_year(claims, policy)]
@@ -202,7 +202,7 @@ def layers_bench(claims: int, repeat: int, policy_file: Path) -> dict:
     for n, document in enumerate(documents, 1):
         at: dt.datetime = document.claim.submitted_at  # type: ignore[assignment]
         years.setdefault(document.person.person_id, []).append(RecordedClaim(
-            document, at, at + dt.timedelta(hours=2) if n % 20 == 0 else None, (ZERO, ZERO, ZERO, ZERO),
+            Bill.of(document), at, at + dt.timedelta(hours=2) if n % 20 == 0 else None, (ZERO, ZERO, ZERO, ZERO),
             document.claim.total, ZERO, document.claim.total))
     walls, cpus = [], []
     for _ in range(repeat):
@@ -217,7 +217,7 @@ def layers_bench(claims: int, repeat: int, policy_file: Path) -> dict:
             cpus.append(time.process_time() - cpu)
         finally:
             gc.enable()
-    paid = {claim.claim.document.claim.claim_id: claim.paid for year in replayed for claim in year.claims}
+    paid = {claim.claim.bill.claim.claim_id: claim.paid for year in replayed for claim in year.claims}
     ledger, digest = Ledger(), hashlib.sha256()  # the same claims again, for what they wrote
     for n, document in enumerate(documents, 1):
         settled = ledger.settle(policy, document)

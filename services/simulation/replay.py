@@ -1,43 +1,111 @@
 """Policy simulation (补偿方案测算): one person's year of recorded claim events
 replayed through a candidate policy. Pure: no I/O, no clock.
 
-The layers are the services' own functions (``services.pipeline.layer_functions``:
-``settle_basic``, ``settle_serious_illness``, ``settle_assistance``,
-``settle_backstop``), applied in the stages' order to accumulators held here,
-never to the live ones. Events are applied as the stages applied them: a
-settle adds the claim's delta to each layer's accumulator; a reversal
-subtracts the delta that claim's settle added (``Counters.add(delta, -1)``),
-at the point in the person's history where the reversal happened.
+The layers' arithmetic is the services' own: ``basic_payment``,
+``serious_illness_payment``, ``assistance_payment`` and ``backstop_payment``
+are what each stage's rule (``settle_basic``, ...) runs before it wraps the
+result into a layer, a delta and the next document. The replay calls them in
+the stages' order, each on the amounts the layers before it paid, without the
+explanation text and without those models (a year of a province is a million
+claims), on counters held here, never on the live ones. Events are applied as
+the stages applied them: a settle adds the claim's delta to each layer's
+counters; a reversal subtracts the delta that claim's settle added, at the
+point in the person's history where the reversal happened.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from medsettle.accumulator import Counters, LayerOutcome
-from medsettle.contract import LayerName, SettlementDocument
+import msgspec
+
+from medsettle.accumulator import Counters
+from medsettle.contract import Category, ItemCategory, Level, SettlementDocument, VisitType
 from medsettle.money import ZERO
 from medsettle.policy import Policy
-from services.pipeline import layer_functions
+from services.assistance.rules import AssistanceAccumulator, assistance_payment
+from services.backstop.rules import BackstopAccumulator, backstop_payment
+from services.basic.rules import BasicAccumulator, basic_payment
+from services.insurer.rules import SeriousIllnessAccumulator, serious_illness_payment
 
 FUND_CODES: tuple[str, ...] = ("390100", "390200", "610100", "640100")
-FUND_LAYERS: tuple[LayerName, ...] = (
-    LayerName.BASIC, LayerName.SERIOUS_ILLNESS, LayerName.ASSISTANCE, LayerName.BACKSTOP,
+# the stages that keep each fund's counters (services.pipeline.LAYERS), with their accumulators
+_COUNTERS: tuple[tuple[str, type[Counters]], ...] = (
+    ("basic", BasicAccumulator), ("insurer", SeriousIllnessAccumulator), ("assistance", AssistanceAccumulator),
+    ("backstop", BackstopAccumulator),
 )
-_FUND_INDEX = {layer: index for index, layer in enumerate(FUND_LAYERS)}
+
+
+class BillItem(msgspec.Struct, frozen=True, gc=False):
+    """What the basic layer's ``classify`` reads of an item."""
+
+    category: ItemCategory
+    quantity: Decimal
+    unit_price: Decimal
+    amount: Decimal
+    limit_price: Decimal | None = None
+
+
+class BillClaim(msgspec.Struct, frozen=True, gc=False):
+    """What ``basic_payment`` and the report read of the claim."""
+
+    claim_id: str
+    visit_type: VisitType
+    discharged_on: dt.date
+    items: Annotated[tuple[BillItem, ...], msgspec.Meta(min_length=1)]
+    referral: bool = False
+
+
+class BillPerson(msgspec.Struct, frozen=True, gc=False):
+    categories: tuple[Category, ...] = ()
+    favoured: bool = False
+
+
+class BillHospital(msgspec.Struct, frozen=True, gc=False):
+    level: Level
+
+
+class Bill(msgspec.Struct, frozen=True, gc=False):
+    """What the replay and its report read of the document eligibility sent
+    on to the layers (``SettlementDocument``, at the same paths): the claim's
+    items, visit type, referral and service date, the person's categories
+    and favoured status on that date, the hospital's level. A province's year
+    is a million documents: they are decoded straight into these (msgspec,
+    the types checked as it reads, other fields skipped), not into the
+    ``SettlementDocument``'s twenty-odd pydantic models a claim."""
+
+    claim: BillClaim
+    person: BillPerson
+    hospital: BillHospital
+
+    @classmethod
+    def of(cls, document: SettlementDocument) -> Bill:
+        return read_bill(document.to_json())
+
+
+_bill_decoder: msgspec.json.Decoder[Bill] | None = None
+
+
+def read_bill(stored: bytes) -> Bill:
+    """A stored document (``SettlementDocument.to_json``) as a ``Bill``;
+    ``msgspec.ValidationError`` names the field that is not as it should be."""
+    global _bill_decoder
+    if _bill_decoder is None:
+        _bill_decoder = msgspec.json.Decoder(Bill)
+    return _bill_decoder.decode(stored)
 
 
 @dataclass(frozen=True, slots=True)
 class RecordedClaim:
-    """One settled claim as the platform recorded it: the document the
-    eligibility stage sent on to the layers, when the settlement stage
-    confirmed it and (if so) reversed it, and what each fund actually paid."""
+    """One settled claim as the platform recorded it: the bill eligibility
+    sent on to the layers, when the settlement stage confirmed it and (if so)
+    reversed it, and what each fund actually paid."""
 
-    document: SettlementDocument
+    bill: Bill
     settled_at: dt.datetime
     reversed_at: dt.datetime | None
     paid: tuple[Decimal, Decimal, Decimal, Decimal]  # 390100, 390200, 610100, 640100 as actually paid
@@ -58,13 +126,40 @@ class ReplayedClaim:
         return self.claim.reversed_at is None
 
 
+class Running:
+    """A person's counters of one layer as the replay keeps them: the fields
+    of the layer's accumulator as attributes, which the payment functions
+    read as they read a ``Counters`` state, added to in place. A frozen
+    ``Counters`` built anew at every add cost a model per layer and claim."""
+
+    def __init__(self, kind: type[Counters]) -> None:
+        for name, value in kind().__dict__.items():
+            setattr(self, name, dict(value) if type(value) is dict else value)
+
+    def add(self, delta: dict[str, Any], sign: int = 1) -> None:
+        """``Counters.add`` in place: field by field, a mapping key by key,
+        keys that reach 0 dropped."""
+        mine = self.__dict__
+        for name, other in delta.items():
+            value = mine[name]
+            if type(value) is dict:
+                for key, count in other.items():
+                    summed = value.get(key, ZERO) + (count if sign == 1 else sign * count)
+                    if summed:
+                        value[key] = summed
+                    else:
+                        value.pop(key, None)
+            else:
+                mine[name] = value + other if sign == 1 else value + sign * other
+
+
 @dataclass(slots=True)
 class PersonYear:
-    """One person's replayed year: every claim, and the final accumulators."""
+    """One person's replayed year: every claim, and the final counters of each stage."""
 
     person_id: str
     claims: list[ReplayedClaim]
-    accumulators: dict[str, Counters] = field(default_factory=dict)
+    accumulators: dict[str, Running] = field(default_factory=dict)
 
     @property
     def serious_illness_base(self) -> Decimal:
@@ -88,57 +183,53 @@ def events(claims: Sequence[RecordedClaim]) -> list[tuple[str, int]]:
     return [(kind, index) for _, _, index, kind in timeline]
 
 
-LayerFunction = Callable[[Policy, SettlementDocument, Any], LayerOutcome]
-
-
 class Replayer:
-    """Applies the services' layer functions with one candidate policy."""
+    """Applies the services' layer arithmetic with one candidate policy."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self.layers: list[tuple[str, LayerFunction, type[Counters]]] = layer_functions()
-        # every person's year starts from these: frozen, and ``Counters.add`` makes a new state, so they are shared
-        self.empty: tuple[Counters, ...] = tuple(kind() for _, _, kind in self.layers)
         self.favoured: dict[tuple[str, ...], bool] = {}  # the candidate's decision, per set of categories
 
-    def _as_candidate_sees(self, document: SettlementDocument) -> SettlementDocument:
+    def _favoured(self, categories: Sequence[str]) -> bool:
         """Eligibility decides who is favoured with the policy in force
         (``policy.favoured(categories)``); the candidate may decide otherwise."""
-        person = document.person
-        categories = tuple(person.categories)
-        favoured = self.favoured.get(categories)
+        key = tuple(categories)
+        favoured = self.favoured.get(key)
         if favoured is None:
-            favoured = self.favoured[categories] = self.policy.favoured(list(categories))
-        if favoured == person.favoured:
-            return document
-        return document.model_copy(update={"person": person.model_copy(update={"favoured": favoured})})
+            favoured = self.favoured[key] = self.policy.favoured(list(key))
+        return favoured
 
     def person_year(self, person_id: str, claims: Sequence[RecordedClaim]) -> PersonYear:
         """Replay one person's claims (of one accumulation year)."""
         policy = self.policy
-        layers = self.layers
-        states: list[Counters] = list(self.empty)
-        deltas: dict[int, list[Counters]] = {}  # of the claims reversed later
+        counters = [Running(kind) for _, kind in _COUNTERS]
+        basic_counters, serious_counters, assistance_counters, backstop_counters = counters
+        deltas: dict[int, tuple[dict[str, Any], ...]] = {}  # of the claims reversed later
         replayed: list[ReplayedClaim | None] = [None] * len(claims)
         for kind, index in events(claims):
             claim = claims[index]
             if kind == "settle":
-                document = self._as_candidate_sees(claim.document)
-                added: list[Counters] = []
-                for position, (_, apply, _) in enumerate(layers):
-                    outcome = apply(policy, document, states[position])
-                    states[position] = states[position].add(outcome.delta)
-                    added.append(outcome.delta)
-                    document = outcome.document
+                bill = claim.bill.claim
+                visit, level, categories = bill.visit_type, claim.bill.hospital.level, claim.bill.person.categories
+                favoured = self._favoured(categories)
+                basic = basic_payment(policy, bill, level, favoured, categories, basic_counters, False)
+                compliant, total = basic.breakdown.compliant, basic.breakdown.total
+                b = basic.amount
+                serious = serious_illness_payment(policy, visit, favoured, compliant, total, b, serious_counters, False)
+                s = serious.amount
+                assistance = assistance_payment(policy, categories, compliant, total, b, s, assistance_counters, False)
+                a = assistance.amount
+                backstop = backstop_payment(policy, level, visit, categories, compliant, ZERO + b + s + a,
+                                            backstop_counters, False)
+                k = backstop.amount
+                added = (basic.delta, serious.delta, assistance.delta, backstop.delta)
+                for running, delta in zip(counters, added):
+                    running.add(delta)
                 if claim.reversed_at is not None:
                     deltas[index] = added
-                paid = [ZERO, ZERO, ZERO, ZERO]
-                for layer in document.layers:
-                    paid[_FUND_INDEX[layer.layer]] += layer.amount
-                total = document.breakdown.total if document.breakdown is not None else claim.total
-                replayed[index] = ReplayedClaim(claim, tuple(paid), total - paid[0] - paid[1] - paid[2] - paid[3])  # type: ignore[arg-type]
+                replayed[index] = ReplayedClaim(claim, (b, s, a, k), total - b - s - a - k)
             else:  # the reversal takes out exactly what the settle put in, layer by layer
-                for position, delta in enumerate(deltas.pop(index)):
-                    states[position] = states[position].add(delta, -1)
+                for running, delta in zip(counters, deltas.pop(index)):
+                    running.add(delta, -1)
         return PersonYear(person_id, replayed,  # type: ignore[arg-type]
-                          {name: state for (name, _, _), state in zip(layers, states)})
+                          {name: running for (name, _), running in zip(_COUNTERS, counters)})

@@ -114,7 +114,7 @@ class Tally:
                 continue
             self.in_force += 1
             last = claim
-            document = claim.document
+            document = claim.bill  # the parts of the SettlementDocument it was
             p0, p1, p2, p3 = paid
             q0, q1, q2, q3 = simulated_paid
             a0, a1, a2, a3 = a0 + p0, a1 + p1, a2 + p2, a3 + p3
@@ -144,9 +144,9 @@ class Tally:
         self.buckets["actual"][_bucket(a0 + a1 + a2 + a3)] += 1
         self.buckets["simulated"][_bucket(s0 + s1 + s2 + s3)] += 1
         if last is not None:
-            if live is not None and live_base > _threshold_for(live, last.document.person.favoured):
+            if live is not None and live_base > _threshold_for(live, last.bill.person.favoured):
                 self.threshold_reached["actual"] += 1
-            favoured = candidate.favoured(list(last.document.person.categories))
+            favoured = candidate.favoured(list(last.bill.person.categories))
             if year.serious_illness_base > _threshold_for(candidate, favoured):
                 self.threshold_reached["simulated"] += 1
         if changed:

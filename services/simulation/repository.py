@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import re
 import asyncpg
-import orjson
 
-from medsettle.contract import SettlementDocument
-from services.simulation.replay import RecordedClaim
+import msgspec
+
+from services.simulation.replay import RecordedClaim, read_bill
 
 SETTLEMENT_SCHEMA = "settlement"
 ELIGIBILITY_SCHEMA = "eligibility"
@@ -96,7 +96,6 @@ async def recorded_claims(c: asyncpg.Connection, policy_id: str, after: str, upt
         policy_id, after, upto,
     )
     by_person: dict[str, list[RecordedClaim]] = {}
-    trusted, loads = SettlementDocument.trusted, orjson.loads
     missing = []
     claims: list[RecordedClaim] = []
     person = None
@@ -105,12 +104,14 @@ async def recorded_claims(c: asyncpg.Connection, policy_id: str, after: str, upt
         if document is None:
             missing.append(claim_id)
             continue
-        raw = loads(document)
-        raw["kind"] = "settle"  # the document as it was settled (a reversed claim's row holds its settle document)
         if person_id != person:
             claims = by_person[person_id] = []
             person = person_id
-        claims.append(RecordedClaim(trusted(raw), settled_at, reversed_at, (basic, serious, assistance, backstop),
+        try:
+            bill = read_bill(document)
+        except msgspec.DecodeError as exc:  # ValidationError too
+            raise LookupError(f"the document of claim {claim_id} in {ELIGIBILITY_SCHEMA}.claims: {exc}") from None
+        claims.append(RecordedClaim(bill, settled_at, reversed_at, (basic, serious, assistance, backstop),
                                     total, compliant, personal))
     if missing:
         raise LookupError(f"{len(missing)} one-bill(s) without a claim document in {ELIGIBILITY_SCHEMA}.claims, "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from medsettle.policy import Policy, load_policy
 from services.pipeline import Ledger
-from services.simulation.replay import RecordedClaim, Replayer, events
+from services.simulation.replay import Bill, RecordedClaim, Replayer, events
 from services.simulation.report import Tally
 from tests.factories import document
 
@@ -24,7 +24,7 @@ def recorded(doc, settled: int, reversed_: int | None = None, paid=None) -> Reco
     """A claim as the platform would have recorded it: ``paid`` by the policy in force."""
     paid = paid or (Decimal(0),) * 4
     total = doc.claim.total
-    return RecordedClaim(document=doc, settled_at=at(settled), reversed_at=None if reversed_ is None else at(reversed_),
+    return RecordedClaim(bill=Bill.of(doc), settled_at=at(settled), reversed_at=None if reversed_ is None else at(reversed_),
                          paid=paid, total=total, compliant=Decimal(0), personal=total - sum(paid))
 
 

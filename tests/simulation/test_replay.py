@@ -4,10 +4,13 @@ import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
+import orjson
+import pytest
 
 from medsettle.policy import Policy, load_policy
 from services.pipeline import Ledger
-from services.simulation.replay import Bill, RecordedClaim, Replayer, events
+from services.simulation.replay import Bill, RecordedClaim, Replayer, events, read_bill
 from services.simulation.report import Tally
 from tests.factories import document
 
@@ -154,3 +157,21 @@ def test_tallies_of_two_chunks_merge_into_the_tally_of_both():
     kwargs = dict(region="340421", year=2024, candidate=POLICY, live=POLICY, budgets={"390100": Decimal(1000000)})
     assert first.report(**kwargs) == whole.report(**kwargs)
     assert len(whole.report(**kwargs)["personal_change"]["largest_decreases"]) == 2
+
+
+def test_a_stored_document_is_read_as_its_bill_and_a_malformed_one_names_its_field():
+    doc = document(POLICY, a="100", b="50.5", categories=["subsistence"], level="township")
+    bill = read_bill(doc.to_json())
+    assert [(i.category, i.quantity, i.unit_price, i.amount, i.limit_price) for i in bill.claim.items] == [
+        (i.category, i.quantity, i.unit_price, i.amount, i.limit_price) for i in doc.claim.items]
+    assert (bill.claim.claim_id, bill.claim.visit_type, bill.claim.discharged_on, bill.claim.referral) == (
+        doc.claim.claim_id, doc.claim.visit_type, doc.claim.discharged_on, doc.claim.referral)
+    assert (bill.person.categories, bill.person.favoured, bill.hospital.level) == (("subsistence",), True, "township")
+    raw = orjson.loads(doc.to_json())
+    raw["claim"]["items"][0]["category"] = "D"
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.claim\.items\[0\]\.category"):
+        read_bill(orjson.dumps(raw))
+    raw["claim"]["items"][0]["category"] = "A"
+    del raw["hospital"]
+    with pytest.raises(msgspec.ValidationError, match="hospital"):
+        read_bill(orjson.dumps(raw))

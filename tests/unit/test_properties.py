@@ -24,6 +24,7 @@ from medsettle.policy import Policy, dump_policy
 from medsettle.settings import ROOT
 from services.pipeline import Ledger, layer_functions
 from services.settlement.onebill import check_invariants, one_bill
+from services.simulation.replay import Bill, RecordedClaim, Replayer
 from tests.factories import document
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -321,3 +322,34 @@ def test_a_shipped_policy_round_trips_through_its_model(name):
     policy = Policy.model_validate(raw_policy(name))
     assert Policy.model_validate(yaml.safe_load(dump_policy(policy))) == policy
     assert Policy.model_validate_json(policy.model_dump_json()) == policy
+
+
+# ------------------------------------------------------------------ the simulation's replay
+
+
+@FEWEST
+@given(policy=policies(), categories=persons, year=years, reversals=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_the_simulation_replays_a_year_as_the_stages_settled_it(policy, categories, year, reversals):
+    """The replay (each layer's arithmetic without its explanation, its own
+    counters added to in place, each document read as a ``Bill``) pays what
+    the stages' rules pay, claim by claim, some claims reversed before the
+    next, and ends the year on the same counters."""
+    ledger, recorded, paid = Ledger(), [], []
+    start = dt.date(2024, 1, 1)
+    for index, spec in enumerate(year):
+        day = (start + dt.timedelta(days=index * 40)).isoformat()
+        doc = document(policy, level=spec["level"], categories=categories, visit_type=spec["visit_type"],
+                       referral=spec["referral"], items=spec["items"], discharged_on=day, admitted_on=day,
+                       claim_id=f"C{index}")
+        settled = ledger.settle(policy, doc)
+        paid.append(tuple(settled.layer_amount(name) for name in
+                          (LayerName.BASIC, LayerName.SERIOUS_ILLNESS, LayerName.ASSISTANCE, LayerName.BACKSTOP)))
+        at = AT + dt.timedelta(hours=index)
+        if reversals[index]:
+            ledger.reverse(doc.claim.claim_id)
+        recorded.append(RecordedClaim(Bill.of(doc), at, at + dt.timedelta(minutes=30) if reversals[index] else None,
+                                      (ZERO,) * 4, doc.claim.total, ZERO, doc.claim.total))
+    replayed = Replayer(policy).person_year(PERSON, recorded)
+    assert [claim.paid for claim in replayed.claims] == paid
+    for stage in STAGES:
+        assert vars(replayed.accumulators[stage]) == dict(ledger.get(stage, PERSON, 2024)), stage

@@ -132,9 +132,11 @@ class Running:
     read as they read a ``Counters`` state, added to in place. A frozen
     ``Counters`` built anew at every add cost a model per layer and claim."""
 
-    def __init__(self, kind: type[Counters]) -> None:
-        for name, value in kind().__dict__.items():
-            setattr(self, name, dict(value) if type(value) is dict else value)
+    def __init__(self, empty: dict[str, Any]) -> None:
+        """``empty``: the fields of an empty accumulator (``Counters.__dict__``)."""
+        mine = self.__dict__
+        for name, value in empty.items():
+            mine[name] = dict(value) if type(value) is dict else value
 
     def add(self, delta: dict[str, Any], sign: int = 1) -> None:
         """``Counters.add`` in place: field by field, a mapping key by key,
@@ -189,6 +191,7 @@ class Replayer:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.favoured: dict[tuple[str, ...], bool] = {}  # the candidate's decision, per set of categories
+        self.empty = [kind().__dict__ for _, kind in _COUNTERS]  # every person's year starts from these
 
     def _favoured(self, categories: Sequence[str]) -> bool:
         """Eligibility decides who is favoured with the policy in force
@@ -202,7 +205,7 @@ class Replayer:
     def person_year(self, person_id: str, claims: Sequence[RecordedClaim]) -> PersonYear:
         """Replay one person's claims (of one accumulation year)."""
         policy = self.policy
-        counters = [Running(kind) for _, kind in _COUNTERS]
+        counters = [Running(empty) for empty in self.empty]
         basic_counters, serious_counters, assistance_counters, backstop_counters = counters
         deltas: dict[int, tuple[dict[str, Any], ...]] = {}  # of the claims reversed later
         replayed: list[ReplayedClaim | None] = [None] * len(claims)

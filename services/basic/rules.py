@@ -135,10 +135,12 @@ _BUCKETS = {  # visit type -> (the accumulator's paid counter, its due counter)
 
 def basic_payment(policy: Policy, claim: SettleClaim, level: str, favoured: bool, categories: Sequence[str],
                   accumulator: BasicAccumulator, explain: bool = True) -> BasicPayment:
-    """What the basic fund pays for ``claim`` at a hospital of ``level`` for a
-    person (``favoured``, in ``categories``) whose year so far is
-    ``accumulator`` (a ``BasicAccumulator``, or any object with its fields).
-    ``explain``: write the explanation (the simulation does not)."""
+    """What the basic fund pays for ``claim`` (or any object with its
+    ``items``, ``visit_type`` and ``referral``: the simulation's
+    ``BillClaim``) at a hospital of ``level`` for a person (``favoured``, in
+    ``categories``) whose year so far is ``accumulator`` (a
+    ``BasicAccumulator``, or any object with its fields). ``explain``: write
+    the explanation (the simulation does not)."""
     rules = policy.basic
     breakdown = classify(claim.items, rules.b_pre_self_pay)
     compliant = breakdown.compliant

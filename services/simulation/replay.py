@@ -16,6 +16,7 @@ point in the person's history where the reversal happened.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,21 +24,16 @@ from typing import Annotated, Any
 
 import msgspec
 
-from medsettle.accumulator import Counters
 from medsettle.contract import Category, ItemCategory, Level, SettlementDocument, VisitType
 from medsettle.money import ZERO
 from medsettle.policy import Policy
-from services.assistance.rules import AssistanceAccumulator, assistance_payment
-from services.backstop.rules import BackstopAccumulator, backstop_payment
-from services.basic.rules import BasicAccumulator, basic_payment
-from services.insurer.rules import SeriousIllnessAccumulator, serious_illness_payment
+from services.assistance.rules import assistance_payment
+from services.backstop.rules import backstop_payment
+from services.basic.rules import basic_payment
+from services.insurer.rules import serious_illness_payment
+from services.pipeline import layer_functions
 
 FUND_CODES: tuple[str, ...] = ("390100", "390200", "610100", "640100")
-# the stages that keep each fund's counters (services.pipeline.LAYERS), with their accumulators
-_COUNTERS: tuple[tuple[str, type[Counters]], ...] = (
-    ("basic", BasicAccumulator), ("insurer", SeriousIllnessAccumulator), ("assistance", AssistanceAccumulator),
-    ("backstop", BackstopAccumulator),
-)
 
 
 class BillItem(msgspec.Struct, frozen=True, gc=False):
@@ -87,16 +83,15 @@ class Bill(msgspec.Struct, frozen=True, gc=False):
         return read_bill(document.to_json())
 
 
-_bill_decoder: msgspec.json.Decoder[Bill] | None = None
+@functools.cache
+def _bill_decoder() -> msgspec.json.Decoder[Bill]:
+    return msgspec.json.Decoder(Bill)
 
 
 def read_bill(stored: bytes) -> Bill:
     """A stored document (``SettlementDocument.to_json``) as a ``Bill``;
     ``msgspec.ValidationError`` names the field that is not as it should be."""
-    global _bill_decoder
-    if _bill_decoder is None:
-        _bill_decoder = msgspec.json.Decoder(Bill)
-    return _bill_decoder.decode(stored)
+    return _bill_decoder().decode(stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +186,9 @@ class Replayer:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.favoured: dict[tuple[str, ...], bool] = {}  # the candidate's decision, per set of categories
-        self.empty = [kind().__dict__ for _, kind in _COUNTERS]  # every person's year starts from these
+        # the stages in order (basic, insurer, assistance, backstop) and the fields of their empty accumulators,
+        # which every person's year starts from
+        self.stages = [(stage, kind().__dict__) for stage, _, kind in layer_functions()]
 
     def _favoured(self, categories: Sequence[str]) -> bool:
         """Eligibility decides who is favoured with the policy in force
@@ -205,17 +202,17 @@ class Replayer:
     def person_year(self, person_id: str, claims: Sequence[RecordedClaim]) -> PersonYear:
         """Replay one person's claims (of one accumulation year)."""
         policy = self.policy
-        counters = [Running(empty) for empty in self.empty]
+        counters = [Running(empty) for _, empty in self.stages]
         basic_counters, serious_counters, assistance_counters, backstop_counters = counters
         deltas: dict[int, tuple[dict[str, Any], ...]] = {}  # of the claims reversed later
         replayed: list[ReplayedClaim | None] = [None] * len(claims)
         for kind, index in events(claims):
             claim = claims[index]
             if kind == "settle":
-                bill = claim.bill.claim
-                visit, level, categories = bill.visit_type, claim.bill.hospital.level, claim.bill.person.categories
+                bill = claim.bill
+                visit, level, categories = bill.claim.visit_type, bill.hospital.level, bill.person.categories
                 favoured = self._favoured(categories)
-                basic = basic_payment(policy, bill, level, favoured, categories, basic_counters, False)
+                basic = basic_payment(policy, bill.claim, level, favoured, categories, basic_counters, False)
                 compliant, total = basic.breakdown.compliant, basic.breakdown.total
                 b = basic.amount
                 serious = serious_illness_payment(policy, visit, favoured, compliant, total, b, serious_counters, False)
@@ -235,4 +232,4 @@ class Replayer:
                 for running, delta in zip(counters, deltas.pop(index)):
                     running.add(delta, -1)
         return PersonYear(person_id, replayed,  # type: ignore[arg-type]
-                          {name: running for (name, _), running in zip(_COUNTERS, counters)})
+                          {stage: running for (stage, _), running in zip(self.stages, counters)})

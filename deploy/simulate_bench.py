@@ -21,16 +21,18 @@ report's "actual" side is meaningless here, the "simulated" side is real.
     python -m deploy.simulate_bench --database-url URL --reuse DATABASE   # a year kept with --keep
     python -m deploy.simulate_bench --in-memory 20000 [--repeat 3] [--policy FILE]
 
-``--in-memory N``: only the four layer functions, the part of a worker's
-CPU that is the layer code, measured apart from PostgreSQL and the replay:
-N claims of the same year (made in Python the way ``GENERATE`` makes them,
-and read as documents before the clock starts), one in twenty reversed two
-hours after its settle, are replayed person by person by the simulation's
-own ``Replayer`` in one process; it prints the best of ``--repeat`` runs in
-µs a claim (wall and CPU) and a SHA-256 of every settled document's JSON
-and every delta's (the same claims settled again through
-``services.pipeline.Ledger``, untimed), so that two versions of the layer
-code can be shown to settle every claim alike.
+``--in-memory N``: only the replay (the layers' arithmetic and the
+replay's counters), the part of a worker's CPU that is the layer code,
+measured apart from PostgreSQL, the reading and the tally: N claims of the
+same year (made in Python the way ``GENERATE`` makes them, and read as bills
+before the clock starts), one in twenty reversed two hours after its
+settle, are replayed person by person by the simulation's own ``Replayer``
+in one process; it prints the best of ``--repeat`` runs in µs a claim (wall
+and CPU) and a SHA-256 of every settled document's JSON and every delta's
+(the same claims settled again through ``services.pipeline.Ledger``, the
+stages' rules with their explanations, untimed; each claim's amounts there
+must equal the replay's), so that two versions of the layer code can be
+shown to settle every claim alike.
 
 The database: ``--database-url``, else ``DATABASE_URL`` or
 ``TEST_DATABASE_URL``, else an embedded PostgreSQL in a temporary folder; a
@@ -192,7 +194,7 @@ def in_memory_year(claims: int, policy: Policy, seed: int = 2024) -> list[dict]:
 
 
 def layers_bench(claims: int, repeat: int, policy_file: Path) -> dict:
-    """``--in-memory``: the four layer functions alone (see the module's doc)."""
+    """``--in-memory``: the replay alone (see the module's doc)."""
     from services.pipeline import Ledger  # the layers' in-memory pipeline, for the digest
     from services.simulation.replay import Bill, RecordedClaim, Replayer
 

@@ -15,12 +15,22 @@ from medsettle.accumulator import Counters, LayerOutcome, Payment
 from medsettle.caps import within_annual_caps
 from medsettle.contract import CATEGORY_NAMES, LEVEL_NAMES, VISIT_NAMES, Layer, LayerName, SettlementDocument
 from medsettle.money import ZERO, yuan
-from medsettle.policy import Policy
+from medsettle.policy import BackstopPolicy, Policy
 
 
 class BackstopAccumulator(Counters):
     burden: Decimal = ZERO  # accumulated compliant burden after every layer
     paid: Decimal = ZERO
+
+
+def _why_nothing(rules: BackstopPolicy, visit: str, counts: bool) -> str:
+    if not rules.enabled:
+        reason = rules.disabled_reason
+    elif not counts:
+        reason = f"{VISIT_NAMES[visit]}不属于兜底范围"
+    else:
+        reason = "仅" + "、".join(CATEGORY_NAMES[c] for c in rules.categories) + "享受兜底保障"
+    return f"政府兜底：{reason}，本次兜底 0.00 元。"
 
 
 def backstop_payment(policy: Policy, level: str, visit: str, categories: Sequence[str], compliant: Decimal,
@@ -33,15 +43,8 @@ def backstop_payment(policy: Policy, level: str, visit: str, categories: Sequenc
     remaining = max(ZERO, compliant - funds)
     counts = visit in rules.visit_types
     carried: dict[str, Decimal] = {"burden": remaining} if counts else {}
-    reason = None
-    if not rules.enabled:
-        reason = rules.disabled_reason
-    elif not counts:
-        reason = f"{VISIT_NAMES[visit]}不属于兜底范围" if explain else ""
-    elif not any(c in rules.categories for c in categories):
-        reason = "仅" + "、".join(CATEGORY_NAMES[c] for c in rules.categories) + "享受兜底保障" if explain else ""
-    if reason is not None:
-        return Payment(ZERO, carried, f"政府兜底：{reason}，本次兜底 0.00 元。" if explain else None)
+    if not (rules.enabled and counts and any(c in rules.categories for c in categories)):
+        return Payment(ZERO, carried, _why_nothing(rules, visit, counts) if explain else None)
 
     cap = rules.annual_cap_by_level[level]
     before = accumulator.burden

@@ -60,15 +60,16 @@ def serious_illness_payment(policy: Policy, visit: str, favoured: bool, complian
     after = before + this
     pieces = _above_threshold(rules, favoured, after)
     due = banded(pieces)  # F: what the fund owes the person for the year, this claim included
-    amount = within_annual_caps(due, paid, most=this)
+    owed = within_annual_caps(due, paid, most=this)
     cap = rules.favoured_annual_cap if favoured else rules.annual_cap
     capped = within_annual_caps(due, paid, (cap,), most=this)
     ceiling = fund_share_room(policy.fund_share_cap, total, basic)
+    amount = min(owed, capped)
+    if ceiling is not None and amount > ceiling:
+        amount = ceiling
+    delta = {"base": this, "paid": amount}
     if not explain:
-        amount = min(amount, capped)
-        if ceiling is not None and amount > ceiling:
-            amount = ceiling
-        return Payment(amount, {"base": this, "paid": amount}, None)
+        return Payment(amount, delta, None)
     threshold = rules.favoured_threshold if favoured else rules.threshold
     who = "困难群众" if favoured else ""
     notes = [
@@ -82,15 +83,12 @@ def serious_illness_payment(policy: Policy, visit: str, favoured: bool, complian
         notes.append(f"年度累计进入起付线以上的部分分段：{shown(pieces)} = {yuan(due)}")
         notes.append(f"年度已支付 {yuan(paid)} 元，本次 {yuan(due)} - {yuan(paid)}"
                      + (f"，至多本次合规自付 {yuan(this)} 元" if due - paid > this else "")
-                     + f" = {yuan(amount)}")
-    if capped < amount:
+                     + f" = {yuan(owed)}")
+    if capped < owed:
         notes.append(f"年度封顶 {yuan(cap)} 元，已支付 {yuan(paid)} 元，本次支付 {yuan(capped)} 元")  # type: ignore[arg-type]
-        amount = capped
-    if ceiling is not None and amount > ceiling:
+    if ceiling is not None and min(owed, capped) > ceiling:
         notes.append(fund_share_note(policy.fund_share_cap, ceiling))  # type: ignore[arg-type]
-        amount = ceiling
-    return Payment(amount, {"base": this, "paid": amount},
-                   "大病保险：" + "；".join(notes) + f"。大病保险支付 {yuan(amount)} 元。")
+    return Payment(amount, delta, "大病保险：" + "；".join(notes) + f"。大病保险支付 {yuan(amount)} 元。")
 
 
 def settle_serious_illness(

@@ -171,16 +171,15 @@ class Redrive(Service):
         if not await self.answers_recorded():
             return 0
         waited = loop.time() - started
-        async with self.db.acquire() as c:
-            stuck = await repo.stuck_claims(c, self.settings.stuck_after_seconds + waited)
+        async with self.db.acquire() as c:  # taken and marked at once: no other round sends them too
+            stuck = await repo.take_stuck_claims(c, self.settings.stuck_after_seconds + waited)
         if not stuck:
             return 0
         outgoing, unreadable = redrives(stuck)
-        for claim_id, error in unreadable:  # marked below, so reported once per STUCK_AFTER_SECONDS
+        for claim_id, error in unreadable:  # marked, so reported once per STUCK_AFTER_SECONDS
             log.error("stuck_claim_unreadable", claim_id=claim_id, error=error)
+        # a send that fails leaves them marked: the round after STUCK_AFTER_SECONDS takes them again
         await self.publisher(outgoing)
-        async with self.db.acquire() as c:
-            await repo.mark_redriven(c, [s.claim_id for s in stuck])
         log.warning("stuck_claims_redriven", claims=len(stuck))
         return len(stuck)
 

@@ -212,30 +212,47 @@ class Stuck:
     attempt: int = 0
 
 
-async def stuck_claims(c: asyncpg.Connection, stuck_after: float, limit: int = 500) -> list[Stuck]:
-    """Claims accepted (or reversed) ``stuck_after`` seconds ago or more, and
-    not driven again since, with no answer to their attempt: settled
-    (reversed) or failed."""
-    rows = await c.fetch(
-        """SELECT k.claim_id, k.person_id, k.status, k.document, k.attempt FROM claims k
-           WHERE k.status IN ('accepted', 'reversed')
+# accepted (or reversed) $1 seconds ago or more, not driven again since, with no answer to their attempt
+_STUCK = """k.status IN ('accepted', 'reversed')
              AND k.updated_at < now() - make_interval(secs => $1)
              AND (k.redriven_at IS NULL OR k.redriven_at < now() - make_interval(secs => $1))
              AND NOT EXISTS (SELECT 1 FROM answers a
                               WHERE a.claim_id = k.claim_id AND a.attempt = k.attempt
                                 AND a.answer IN ('failed', CASE k.status WHEN 'accepted' THEN 'settled'
-                                                                         ELSE 'reversed' END))
-           ORDER BY k.updated_at
-           LIMIT $2""",
+                                                                         ELSE 'reversed' END))"""
+
+
+async def stuck_claims(c: asyncpg.Connection, stuck_after: float, limit: int = 500) -> list[Stuck]:
+    """Claims accepted (or reversed) ``stuck_after`` seconds ago or more, and
+    not driven again since, with no answer to their attempt: settled
+    (reversed) or failed."""
+    rows = await c.fetch(
+        f"""SELECT k.claim_id, k.person_id, k.status, k.document, k.attempt FROM claims k
+             WHERE {_STUCK}
+             ORDER BY k.updated_at
+             LIMIT $2""",
         stuck_after, limit,
     )
     return [Stuck(r["claim_id"], r["person_id"], r["status"], r["document"], r["attempt"]) for r in rows]
 
 
-async def mark_redriven(c: asyncpg.Connection, claim_ids: list[str]) -> None:
-    await c.execute(
-        "UPDATE claims SET redriven_at = now(), redrives = redrives + 1 WHERE claim_id = any($1::text[])", claim_ids
+async def take_stuck_claims(c: asyncpg.Connection, stuck_after: float, limit: int = 500) -> list[Stuck]:
+    """``stuck_claims``, each marked driven again in the same statement: two
+    rounds at once (two eligibility processes, or a round called while the
+    periodic one runs) never take the same claim; a row another round holds
+    is skipped, one it has marked no longer matches."""
+    rows = await c.fetch(
+        f"""UPDATE claims AS taken SET redriven_at = now(), redrives = taken.redrives + 1
+              FROM (SELECT k.claim_id FROM claims k
+                     WHERE {_STUCK}
+                     ORDER BY k.updated_at
+                     LIMIT $2
+                       FOR UPDATE SKIP LOCKED) AS stuck
+             WHERE taken.claim_id = stuck.claim_id
+         RETURNING taken.claim_id, taken.person_id, taken.status, taken.document, taken.attempt""",
+        stuck_after, limit,
     )
+    return [Stuck(r["claim_id"], r["person_id"], r["status"], r["document"], r["attempt"]) for r in rows]
 
 
 # -------------------------------------------------------------------- review

@@ -55,6 +55,31 @@ async def test_a_claim_the_broker_lost_settles_when_redriven_and_an_unreadable_r
     assert await system.stage.redrive_stuck() == 0
 
 
+async def test_two_rounds_at_once_never_take_the_same_stuck_claim(system):
+    """As two eligibility processes (or a round called beside the periodic
+    one) would: each stuck claim is taken, and counted driven again, once."""
+    person = pid(9)
+    ids = [f"REDRIVE-TWICE-{n:03d}" for n in range(100)]
+    async with system.stage.db.acquire() as c:
+        await c.executemany(
+            """INSERT INTO claims (claim_id, hospital_code, person_id, content_hash, status, document, updated_at)
+               VALUES ($1, $2, $3, 'x', 'accepted', $4, now() - interval '11 minutes')""",
+            [(claim_id, COUNTY, person, orjson.dumps({"not": "a document"})) for claim_id in ids])
+    try:
+        async with system.stage.db.acquire() as a, system.stage.db.acquire() as b, system.stage.db.acquire() as d:
+            taken = await asyncio.gather(*(repo.take_stuck_claims(c, 60, limit=40) for c in (a, b, d)))
+        mine = [s.claim_id for round_ in taken for s in round_ if s.claim_id in ids]
+        assert len(mine) == len(set(mine))
+        async with system.stage.db.acquire() as c:
+            counted = dict(await c.fetch("SELECT claim_id, redrives FROM claims WHERE claim_id = any($1::text[])", ids))
+            # the periodic round may have taken some first; none was taken twice, none left behind
+            assert set(counted.values()) == {1}, counted
+            assert not [s for s in await repo.stuck_claims(c, 60) if s.claim_id in ids]
+    finally:
+        async with system.stage.db.acquire() as c:
+            await c.execute("DELETE FROM claims WHERE claim_id = any($1::text[])", ids)
+
+
 async def answered(system, claim_id: str, answer: str, attempt: int = 0) -> None:
     """Wait until eligibility has read the stages' answer too (its own lane of his.settlements)."""
     for _ in range(200):

@@ -11,7 +11,7 @@ from typing import Any, Generic, NamedTuple, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from medsettle.contract import Layer, SettlementDocument
+from medsettle.contract import Layer, LayerName, SettlementDocument
 from medsettle.wire import built, constructed
 
 
@@ -84,8 +84,12 @@ class LayerOutcome(BaseModel, Generic[A]):
     delta: A
 
     @classmethod
-    def of(cls, document: SettlementDocument, layer: Layer, delta: A, **changes: Any) -> LayerOutcome[A]:
-        """What a rule returns: ``document`` with ``layer`` (and ``changes``,
-        see ``SettlementDocument.with_layer``), and ``delta``; built without
-        validating again what the rule built itself."""
+    def of(cls, document: SettlementDocument, name: LayerName, payment: Payment, kind: type[A],
+           **changes: Any) -> LayerOutcome[A]:
+        """What a stage's rule returns for the ``payment`` its layer's
+        arithmetic computed: ``document`` with the layer ``name`` (and
+        ``changes``, see ``SettlementDocument.with_layer``), and the delta as
+        a ``kind``; built without validating again what the rule computed."""
+        layer = Layer.of(layer=name, amount=payment.amount, explanation=payment.explanation)
+        delta = kind.of(**payment.delta)
         return built(cls, {"document": document.with_layer(layer, **changes), "delta": delta})  # type: ignore[no-any-return]

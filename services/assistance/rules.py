@@ -15,7 +15,7 @@ from pydantic import model_validator
 
 from medsettle.accumulator import Counters, LayerOutcome, Payment
 from medsettle.caps import fund_share_note, fund_share_room, within_annual_caps
-from medsettle.contract import CATEGORY_NAMES, Layer, LayerName, SettlementDocument
+from medsettle.contract import CATEGORY_NAMES, LayerName, SettlementDocument
 from medsettle.money import ZERO, pct, share, yuan
 from medsettle.policy import Policy
 
@@ -116,5 +116,4 @@ def settle_assistance(policy: Policy, document: SettlementDocument, accumulator:
     payment = assistance_payment(policy, document.person.categories, document.breakdown.compliant,
                                  document.breakdown.total, document.layer_amount(LayerName.BASIC),
                                  document.layer_amount(LayerName.SERIOUS_ILLNESS), accumulator)
-    layer = Layer.of(layer=LayerName.ASSISTANCE, amount=payment.amount, explanation=payment.explanation)
-    return LayerOutcome.of(document, layer, AssistanceAccumulator.of(**payment.delta))
+    return LayerOutcome.of(document, LayerName.ASSISTANCE, payment, AssistanceAccumulator)

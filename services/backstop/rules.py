@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from medsettle.accumulator import Counters, LayerOutcome, Payment
 from medsettle.caps import within_annual_caps
-from medsettle.contract import CATEGORY_NAMES, LEVEL_NAMES, VISIT_NAMES, Layer, LayerName, SettlementDocument
+from medsettle.contract import CATEGORY_NAMES, LEVEL_NAMES, VISIT_NAMES, LayerName, SettlementDocument
 from medsettle.money import ZERO, yuan
 from medsettle.policy import BackstopPolicy, Policy
 
@@ -69,5 +69,4 @@ def settle_backstop(policy: Policy, document: SettlementDocument, accumulator: B
     assert document.breakdown is not None, "basic layer must come first"
     payment = backstop_payment(policy, document.hospital.level, document.claim.visit_type, document.person.categories,
                                document.breakdown.compliant, document.funds_so_far(), accumulator)
-    layer = Layer.of(layer=LayerName.BACKSTOP, amount=payment.amount, explanation=payment.explanation)
-    return LayerOutcome.of(document, layer, BackstopAccumulator.of(**payment.delta))
+    return LayerOutcome.of(document, LayerName.BACKSTOP, payment, BackstopAccumulator)

@@ -7,23 +7,22 @@ and the ratio of the hospital's level, and keeps within the annual limit.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from pydantic import model_validator
 
-from medsettle.accumulator import Counters, LayerOutcome
+from medsettle.accumulator import Counters, LayerOutcome, Payment
 from medsettle.bands import banded, bands_above, parts, shown
 from medsettle.caps import fund_share_room, within_annual_caps
 from medsettle.contract import (
     LEVEL_NAMES,
     VISIT_NAMES,
     Breakdown,
-    SettleClaim,
     Item,
-    Layer,
     LayerName,
+    SettleClaim,
     SettlementDocument,
 )
 from medsettle.money import ZERO, clamp, fen, pct, share, yuan
@@ -116,12 +115,10 @@ def _banded(above: Decimal, ratio: Decimal, rules: Inpatient) -> list[tuple[Deci
 
 
 class BasicPayment(NamedTuple):
-    """The basic layer's arithmetic for one claim (``Payment`` with the bill's
-    breakdown and the deductible applied, which the document carries on)."""
+    """The basic layer's arithmetic for one claim: its ``Payment``, and the
+    bill's breakdown and the deductible applied, which the document carries on."""
 
-    amount: Decimal
-    delta: dict[str, Any]  # a ``BasicAccumulator``'s fields
-    explanation: str | None
+    payment: Payment  # the delta: a ``BasicAccumulator``'s fields
     breakdown: Breakdown
     deductible: Decimal
 
@@ -201,7 +198,7 @@ def basic_payment(policy: Policy, claim: SettleClaim, level: str, favoured: bool
     if visit == "inpatient":
         delta["admissions"] = {rules.inpatient.admissions_count_as.get(level, level): Decimal(1)}
     if notes is None:
-        return BasicPayment(amount, delta, None, breakdown, deductible)
+        return BasicPayment(Payment(amount, delta, None), breakdown, deductible)
     if amount < own:
         room = max(ZERO, limit - paid)
         notes.append(
@@ -215,14 +212,13 @@ def basic_payment(policy: Policy, claim: SettleClaim, level: str, favoured: bool
     if amount == 0 and compliant == 0:
         notes.append("无政策范围内费用，基本医保不支付")
     explanation = "基本医保：" + "；".join(notes) + f"。基本医保支付 {yuan(amount)} 元。"
-    return BasicPayment(amount, delta, explanation, breakdown, deductible)
+    return BasicPayment(Payment(amount, delta, explanation), breakdown, deductible)
 
 
 def settle_basic(policy: Policy, document: SettlementDocument, accumulator: BasicAccumulator) -> LayerOutcome:
     """The basic stage's rule: ``basic_payment`` on the document, as a layer and a delta."""
     person = document.person
-    payment = basic_payment(policy, document.claim, document.hospital.level, person.favoured, person.categories,
-                            accumulator)
-    layer = Layer.of(layer=LayerName.BASIC, amount=payment.amount, explanation=payment.explanation)
-    return LayerOutcome.of(document, layer, BasicAccumulator.of(**payment.delta), breakdown=payment.breakdown,
-                           deductible=payment.deductible)
+    paid = basic_payment(policy, document.claim, document.hospital.level, person.favoured, person.categories,
+                         accumulator)
+    return LayerOutcome.of(document, LayerName.BASIC, paid.payment, BasicAccumulator, breakdown=paid.breakdown,
+                           deductible=paid.deductible)

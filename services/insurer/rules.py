@@ -19,7 +19,7 @@ from decimal import Decimal
 from medsettle.accumulator import Counters, LayerOutcome, Payment
 from medsettle.bands import Band, banded, bands_upto, parts, shown
 from medsettle.caps import fund_share_note, fund_share_room, within_annual_caps
-from medsettle.contract import VISIT_NAMES, Layer, LayerName, SettlementDocument
+from medsettle.contract import VISIT_NAMES, LayerName, SettlementDocument
 from medsettle.money import ZERO, yuan
 from medsettle.policy import Policy, SeriousIllnessPolicy
 
@@ -100,5 +100,4 @@ def settle_serious_illness(
     payment = serious_illness_payment(policy, document.claim.visit_type, document.person.favoured,
                                       breakdown.compliant, breakdown.total, document.layer_amount(LayerName.BASIC),
                                       accumulator)
-    layer = Layer.of(layer=LayerName.SERIOUS_ILLNESS, amount=payment.amount, explanation=payment.explanation)
-    return LayerOutcome.of(document, layer, SeriousIllnessAccumulator.of(**payment.delta))
+    return LayerOutcome.of(document, LayerName.SERIOUS_ILLNESS, payment, SeriousIllnessAccumulator)

@@ -212,13 +212,15 @@ class Replayer:
                 bill = claim.bill
                 visit, level, categories = bill.claim.visit_type, bill.hospital.level, bill.person.categories
                 favoured = self._favoured(categories)
-                basic = basic_payment(policy, bill.claim, level, favoured, categories, basic_counters, False)
-                compliant, total = basic.breakdown.compliant, basic.breakdown.total
+                basic, breakdown, _ = basic_payment(policy, bill.claim, level, favoured, categories, basic_counters,
+                                                    False)
+                compliant, total = breakdown.compliant, breakdown.total
                 b = basic.amount
                 serious = serious_illness_payment(policy, visit, favoured, compliant, total, b, serious_counters, False)
                 s = serious.amount
                 assistance = assistance_payment(policy, categories, compliant, total, b, s, assistance_counters, False)
                 a = assistance.amount
+                # the funds so far added as SettlementDocument.funds_so_far adds them, from ZERO
                 backstop = backstop_payment(policy, level, visit, categories, compliant, ZERO + b + s + a,
                                             backstop_counters, False)
                 k = backstop.amount

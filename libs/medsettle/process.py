@@ -78,4 +78,3 @@ def priority_of(pid: int) -> dict[str, int | None]:
     except (OSError, ValueError, IndexError):
         pass
     return {"nice": os.getpriority(os.PRIO_PROCESS, pid), "autogroup_nice": group}
-

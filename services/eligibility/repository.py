@@ -233,7 +233,7 @@ async def stuck_claims(c: asyncpg.Connection, stuck_after: float, limit: int = 5
              LIMIT $2""",
         stuck_after, limit,
     )
-    return [Stuck(r["claim_id"], r["person_id"], r["status"], r["document"], r["attempt"]) for r in rows]
+    return [Stuck(**dict(row)) for row in rows]
 
 
 async def take_stuck_claims(c: asyncpg.Connection, stuck_after: float, limit: int = 500) -> list[Stuck]:
@@ -252,7 +252,7 @@ async def take_stuck_claims(c: asyncpg.Connection, stuck_after: float, limit: in
          RETURNING taken.claim_id, taken.person_id, taken.status, taken.document, taken.attempt""",
         stuck_after, limit,
     )
-    return [Stuck(r["claim_id"], r["person_id"], r["status"], r["document"], r["attempt"]) for r in rows]
+    return [Stuck(**dict(row)) for row in rows]
 
 
 # -------------------------------------------------------------------- review

@@ -114,7 +114,7 @@ class Tally:
                 continue
             self.in_force += 1
             last = claim
-            document = claim.bill  # the parts of the SettlementDocument it was
+            bill = claim.bill
             p0, p1, p2, p3 = paid
             q0, q1, q2, q3 = simulated_paid
             a0, a1, a2, a3 = a0 + p0, a1 + p1, a2 + p2, a3 + p3
@@ -122,21 +122,21 @@ class Tally:
             actual, simulated = p0 + p1 + p2 + p3, q0 + q1 + q2 + q3
             total = claim.total
             self.total += total
-            month = document.claim.discharged_on.month
+            month = bill.claim.discharged_on.month
             for index in range(4):
                 actual_months[index][month] += paid[index]
                 simulated_months[index][month] += simulated_paid[index]
             actual_personal += claim.personal
             simulated_personal += replayed.personal
-            for table, key in ((levels, document.hospital.level),
-                               *((groups, c) for c in (document.person.categories or ("ordinary",)))):
+            for table, key in ((levels, bill.hospital.level),
+                               *((groups, c) for c in (bill.person.categories or ("ordinary",)))):
                 row = table.get(key)
                 if row is None:
                     row = table[key] = _zeros(3)
                 row[0] += total
                 row[1] += actual
                 row[2] += simulated
-            if document.claim.visit_type in live_visits:
+            if bill.claim.visit_type in live_visits:
                 live_base += claim.compliant - p0
         for index, (a, s) in enumerate(((a0, s0), (a1, s1), (a2, s2), (a3, s3))):
             self.funds["actual"][index] += a

@@ -18,8 +18,8 @@ Where a year's claims are recorded:
 from __future__ import annotations
 
 import re
-import asyncpg
 
+import asyncpg
 import msgspec
 
 from services.simulation.replay import RecordedClaim, read_bill

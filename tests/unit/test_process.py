@@ -36,7 +36,6 @@ def test_zero_leaves_the_defaults(restored_gc):
     assert gc.get_freeze_count() == 0
 
 
-
 AUTOGROUP = Path("/proc/self/autogroup")
 # A process in the boot session's group (autogroup_default, where a runner that
 # never called setsid leaves its children: the CI's does) reads the file empty.

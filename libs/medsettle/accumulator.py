@@ -15,6 +15,20 @@ from medsettle.contract import Layer, LayerName, SettlementDocument
 from medsettle.wire import built, constructed
 
 
+def plus(mine: Any, other: Any, sign: int = 1) -> Any:
+    """A counter plus ``sign`` times another: a ``Decimal``, or a mapping of
+    name → ``Decimal`` added key by key, keys that reach 0 dropped (a new
+    mapping). ``Counters.add`` adds so field by field, and the simulation's
+    replay its own counters (``services.simulation.replay.Running``)."""
+    if type(mine) is dict:
+        merged = dict(mine)
+        for key, value in other.items():
+            merged[key] = merged.get(key, Decimal(0)) + (value if sign == 1 else sign * value)
+        return {k: v for k, v in merged.items() if v != 0}
+    # ``1 * other`` is ``other`` to the digit and sign: a settle's add skips the product
+    return mine + other if sign == 1 else mine + sign * other
+
+
 class Counters(BaseModel):
     """Counters are Decimals, or mappings of name → Decimal."""
 
@@ -39,17 +53,7 @@ class Counters(BaseModel):
         if not delta.__pydantic_fields_set__:  # a delta of defaults only: nothing to add
             return self
         theirs = delta.__dict__
-        values: dict[str, object] = {}
-        for name, mine in self.__dict__.items():
-            other = theirs[name]
-            if type(mine) is dict:
-                merged = dict(mine)
-                for key, value in other.items():
-                    merged[key] = merged.get(key, Decimal(0)) + (value if sign == 1 else sign * value)
-                values[name] = {k: v for k, v in merged.items() if v != 0}
-            else:  # ``1 * other`` is ``other`` to the digit and sign: a settle's add skips the product
-                values[name] = mine + other if sign == 1 else mine + sign * other
-        return built(type(self), values)
+        return built(type(self), {name: plus(mine, theirs[name], sign) for name, mine in self.__dict__.items()})
 
     def is_negative(self) -> bool:
         for name in type(self).model_fields:

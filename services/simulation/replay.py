@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from medsettle.accumulator import plus
 from medsettle.contract import Category, ItemCategory, Level, SettlementDocument, VisitType
 from medsettle.money import ZERO
 from medsettle.policy import Policy
@@ -128,26 +129,15 @@ class Running:
     ``Counters`` built anew at every add cost a model per layer and claim."""
 
     def __init__(self, empty: dict[str, Any]) -> None:
-        """``empty``: the fields of an empty accumulator (``Counters.__dict__``)."""
-        mine = self.__dict__
-        for name, value in empty.items():
-            mine[name] = dict(value) if type(value) is dict else value
+        """``empty``: the fields of an empty accumulator (``Counters.__dict__``;
+        ``plus`` makes a new mapping, so one is never changed in place)."""
+        self.__dict__.update(empty)
 
     def add(self, delta: dict[str, Any], sign: int = 1) -> None:
-        """``Counters.add`` in place: field by field, a mapping key by key,
-        keys that reach 0 dropped."""
+        """``Counters.add`` in place: each field of ``delta`` added (``plus``)."""
         mine = self.__dict__
         for name, other in delta.items():
-            value = mine[name]
-            if type(value) is dict:
-                for key, count in other.items():
-                    summed = value.get(key, ZERO) + (count if sign == 1 else sign * count)
-                    if summed:
-                        value[key] = summed
-                    else:
-                        value.pop(key, None)
-            else:
-                mine[name] = value + other if sign == 1 else value + sign * other
+            mine[name] = plus(mine[name], other, sign)
 
 
 @dataclass(slots=True)
